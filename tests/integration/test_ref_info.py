@@ -1,0 +1,92 @@
+"""codeferry.bitbucket.ref_info against the emulator: resolving branches and tags to commits."""
+
+import os
+import subprocess
+
+import pytest
+
+CONSUMER = {'key': 'demoKey1234567890ab', 'secret': 'demoSecret+With/Odd=Chars0123456789'}
+WORKSPACE_TOKEN = 'ATCTT3xFfGN0acme+workspace/token='
+
+
+def run_refs(playbook, emulator, tmp_path, verbosity=0, **args):
+    module_args = {'access_token': '{{ token }}', 'api_url': emulator.api_url, 'ca_path': emulator.ca_file,
+                   'workspace': 'acme', 'repository': 'api'}
+    module_args.update(args)
+    tasks = [{'name': 'Refs', 'codeferry.bitbucket.ref_info': module_args, 'register': 'refs'}]
+    return playbook.run(tasks, save=['refs'], play_vars={'token': WORKSPACE_TOKEN}, verbosity=verbosity)
+
+
+def ls_remote(emulator, repository):
+    """The refs as real git sees them over smart HTTP, with the token in a credential helper."""
+    helper = '!f() { echo username=x-token-auth; echo "password=$TEST_TOKEN"; }; f'
+    out = subprocess.run(['git', '-c', 'http.sslCAInfo=' + emulator.ca_file, '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
+                          'ls-remote', '%s/acme/%s.git' % (emulator.git_url, repository)],
+                         env=dict(os.environ, TEST_TOKEN=WORKSPACE_TOKEN, GIT_TERMINAL_PROMPT='0'),
+                         check=True, capture_output=True, text=True).stdout
+    refs = {}
+    for line in out.splitlines():
+        commit, name = line.split('\t')
+        refs[name] = commit
+    return refs
+
+
+def test_branch_resolves_to_the_commit_git_sees(emulator, playbook, tmp_path, assert_no_secrets):
+    run = run_refs(playbook, emulator, tmp_path, verbosity=4, kind='branch', name='main')
+    assert run.rc == 0, run
+    refs = run.results['refs']
+    assert refs['changed'] is False
+    assert refs['mainbranch'] == 'main'
+    (ref,) = refs['refs']
+    assert ref['name'] == 'main' and ref['type'] == 'branch'
+    assert ref['commit'] == ls_remote(emulator, 'api')['refs/heads/main']
+    assert len(ref['commit']) == 40
+    assert ref['date']
+    assert_no_secrets(run.output, [WORKSPACE_TOKEN])
+
+
+def test_branch_name_with_a_slash(emulator, playbook, tmp_path):
+    run = run_refs(playbook, emulator, tmp_path, kind='branch', name='release/1.x')
+    assert run.rc == 0, run
+    (ref,) = run.results['refs']['refs']
+    assert ref['name'] == 'release/1.x'
+    assert ref['commit'] == ls_remote(emulator, 'api')['refs/heads/release/1.x']
+
+
+def test_tag(emulator, playbook, tmp_path):
+    run = run_refs(playbook, emulator, tmp_path, kind='tag', name='v1.0.0')
+    assert run.rc == 0, run
+    (ref,) = run.results['refs']['refs']
+    assert ref['type'] == 'tag' and ref['name'] == 'v1.0.0'
+    remote = ls_remote(emulator, 'api')
+    # The tag's commit: the peeled object for an annotated tag, the tag itself for a lightweight one.
+    assert ref['commit'] == remote.get('refs/tags/v1.0.0^{}', remote['refs/tags/v1.0.0'])
+
+
+def test_all_refs(emulator, playbook, tmp_path):
+    run = run_refs(playbook, emulator, tmp_path, kind='all')
+    assert run.rc == 0, run
+    names = {(ref['type'], ref['name']) for ref in run.results['refs']['refs']}
+    assert names == {('branch', 'main'), ('branch', 'release/1.x'), ('tag', 'v1.0.0')}
+
+
+def test_query(emulator, playbook, tmp_path):
+    run = run_refs(playbook, emulator, tmp_path, repository='web', kind='branch', query='name ~ "dev"')
+    assert run.rc == 0, run
+    assert [ref['name'] for ref in run.results['refs']['refs']] == ['develop']
+    assert run.results['refs']['mainbranch'] == 'main'
+
+
+@pytest.mark.parametrize('case, args, message', [
+    ('missing branch', {'kind': 'branch', 'name': 'no-such-branch'}, 'HTTP 404'),
+    ('missing repository', {'repository': 'nope', 'kind': 'branch', 'name': 'main'}, 'HTTP 404: The requested repository either does not exist'),
+    ('bad kind', {'kind': 'commit'}, 'kind'),
+    ('name and query', {'name': 'main', 'query': 'name = "main"'}, 'mutually exclusive'),
+    ('empty repository', {'repository': ''}, 'repository'),
+])
+def test_errors_are_clear(case, args, message, emulator, playbook, tmp_path, assert_no_secrets):
+    run = run_refs(playbook, emulator, tmp_path, verbosity=4, **args)
+    assert run.rc != 0, (case, run)
+    assert message in run.output
+    assert 'Traceback' not in run.output
+    assert_no_secrets(run.output, [WORKSPACE_TOKEN])

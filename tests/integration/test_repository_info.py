@@ -1,0 +1,203 @@
+"""codeferry.bitbucket.repository_info against the emulator: listing, filters, auth methods, retries, errors."""
+
+import pytest
+import requests
+
+CONSUMER = {'key': 'demoKey1234567890ab', 'secret': 'demoSecret+With/Odd=Chars0123456789'}
+WORKSPACE_TOKEN = 'ATCTT3xFfGN0acme+workspace/token='
+APP_PASSWORD = 'alice-app-password-1'
+API_TOKEN = 'ATATT3xFfGF0alice+api/token='
+DEMO_REPOS = {'api', 'web', 'docs', 'infra'}
+
+
+def base_args(**extra):
+    args = {'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}', 'token_url': '{{ token_url }}',
+            'api_url': '{{ api_url }}', 'ca_path': '{{ ca_path }}', 'cache_dir': '{{ cache_dir }}', 'workspace': 'acme'}
+    args.update(extra)
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def task(args, name='Repositories'):
+    return [{'name': name, 'codeferry.bitbucket.repository_info': args, 'register': 'repos'}]
+
+
+def play_vars(emulator, tmp_path, **extra):
+    data = {'client_id': CONSUMER['key'], 'client_secret': CONSUMER['secret'], 'token_url': emulator.token_url,
+            'api_url': emulator.api_url, 'ca_path': emulator.ca_file, 'cache_dir': str(tmp_path / 'cache')}
+    data.update(extra)
+    return data
+
+
+def run_info(playbook, emulator, tmp_path, verbosity=0, check=False, **args):
+    return playbook.run(task(base_args(**args)), save=['repos'], play_vars=play_vars(emulator, tmp_path),
+                        verbosity=verbosity, check=check)
+
+
+@pytest.mark.parametrize('mode', ['current', 'legacy'])
+def test_lists_every_repository_with_few_requests(mode, emulator, legacy_emulator, demo_data, playbook, tmp_path, assert_no_secrets):
+    emu = emulator if mode == 'current' else legacy_emulator
+    emu.reset()
+    run = run_info(playbook, emu, tmp_path, verbosity=4)
+    assert run.rc == 0, run
+    repos = run.results['repos']
+    assert repos['changed'] is False
+    slugs = [repo['slug'] for repo in repos['repositories']]
+    generated = demo_data['workspaces'][0]['generate_repositories']['count']
+    assert len(slugs) == len(set(slugs)) == len(DEMO_REPOS) + generated
+    assert DEMO_REPOS <= set(slugs)
+    # pagelen=100: 254 repositories are three pages, so three API requests and one token request.
+    stats = emu.stats()['requests']
+    assert stats['api'] == 3 and stats['token'] == 1
+    assert_no_secrets(run.output, emu.stats()['tokens'] + [CONSUMER['secret']])
+
+
+def test_repository_fields(emulator, playbook, tmp_path):
+    run = run_info(playbook, emulator, tmp_path, name=['api'])
+    assert run.rc == 0, run
+    (repo,) = run.results['repos']['repositories']
+    host = emulator.git_url.split('://', 1)[1]
+    assert repo['full_name'] == 'acme/api'
+    assert repo['slug'] == 'api' and repo['name']
+    assert repo['workspace'] == 'acme'
+    assert repo['project_key'] == 'PROJ'
+    assert repo['is_private'] is True
+    assert repo['mainbranch'] == 'main'
+    assert repo['language'] == 'python'
+    assert repo['description'] == 'Acme API service'
+    assert repo['uuid'].startswith('{') and repo['uuid'].endswith('}')
+    assert isinstance(repo['size'], int)
+    assert repo['updated_on']
+    # The API embeds the caller's username in the https link; the module strips it.
+    assert repo['clone_url'] == 'https://%s/acme/api.git' % host
+    assert '@' not in repo['clone_url']
+    assert repo['ssh_url'].endswith('acme/api.git')
+    assert repo['html_url'].endswith('/acme/api')
+
+
+def test_names_are_fetched_one_by_one(emulator, playbook, tmp_path):
+    emulator.reset()
+    run = run_info(playbook, emulator, tmp_path, name=['api', 'web'])
+    assert run.rc == 0, run
+    assert [repo['slug'] for repo in run.results['repos']['repositories']] == ['api', 'web']
+    assert emulator.stats()['requests']['api'] == 2
+
+
+def test_query_and_sort(emulator, playbook, tmp_path):
+    run = run_info(playbook, emulator, tmp_path, query='project.key = "PROJ"', sort='-name')
+    assert run.rc == 0, run
+    assert [repo['slug'] for repo in run.results['repos']['repositories']] == ['web', 'api']
+
+
+def test_role_member(emulator, playbook, tmp_path):
+    run = run_info(playbook, emulator, tmp_path, role='member', query='slug ~ "i"')
+    assert run.rc == 0, run
+    slugs = {repo['slug'] for repo in run.results['repos']['repositories']}
+    assert {'api', 'infra'} <= slugs
+
+
+def test_check_mode_returns_the_same_data(emulator, playbook, tmp_path):
+    run = run_info(playbook, emulator, tmp_path, check=True, name=['api'])
+    assert run.rc == 0, run
+    assert run.results['repos']['changed'] is False
+    assert run.results['repos']['repositories'][0]['full_name'] == 'acme/api'
+
+
+@pytest.mark.parametrize('auth', ['workspace access token', 'app password', 'api token'])
+def test_other_auth_methods(auth, emulator, playbook, tmp_path, assert_no_secrets):
+    credentials = {
+        'workspace access token': {'access_token': WORKSPACE_TOKEN},
+        'app password': {'username': 'alice', 'password': APP_PASSWORD},
+        'api token': {'username': 'alice@example.com', 'password': API_TOKEN},
+    }[auth]
+    emulator.reset()
+    args = base_args(client_id=None, client_secret=None, token_url=None, cache_dir=None, name=['api'], **credentials)
+    run = playbook.run(task(args), save=['repos'], play_vars=play_vars(emulator, tmp_path), verbosity=4)
+    assert run.rc == 0, run
+    assert run.results['repos']['repositories'][0]['clone_url'].endswith('/acme/api.git')
+    assert emulator.stats()['requests']['token'] == 0
+    assert_no_secrets(run.output, [WORKSPACE_TOKEN, APP_PASSWORD, API_TOKEN])
+
+
+def test_expired_token_during_a_run_is_renewed_once(emulator, playbook, tmp_path):
+    emulator.reset()
+    tasks = [
+        {'name': 'Mint', 'codeferry.bitbucket.oauth_token': {
+            'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}', 'token_url': '{{ token_url }}',
+            'ca_path': '{{ ca_path }}', 'cache_dir': '{{ cache_dir }}'}, 'no_log': True},
+        {'name': 'Bitbucket expires every token', 'ansible.builtin.uri': {
+            'url': emulator.base_url + '/_emulator/expire', 'method': 'POST', 'ca_path': emulator.ca_file}},
+    ] + task(base_args(name=['api']))
+    run = playbook.run(tasks, save=['repos'], play_vars=play_vars(emulator, tmp_path))
+    assert run.rc == 0, run
+    assert run.results['repos']['repositories'][0]['slug'] == 'api'
+    stats = emulator.stats()['requests']
+    assert stats['token'] == 2  # the first token, then one renewal after the 401
+    assert stats['api'] == 2  # the refused request and its retry
+
+
+def test_given_expired_access_token_fails_clearly(emulator, playbook, tmp_path):
+    token = requests.post(emulator.token_url, auth=(CONSUMER['key'], CONSUMER['secret']), data={'grant_type': 'client_credentials'},
+                          verify=emulator.ca_file, timeout=10).json()['access_token']
+    emulator.expire()
+    args = base_args(client_id=None, client_secret=None, token_url=None, cache_dir=None, access_token=token, name=['api'])
+    run = playbook.run(task(args), play_vars=play_vars(emulator, tmp_path), verbosity=4)
+    assert run.rc != 0
+    assert 'HTTP 401: Access token expired. Use your refresh token to obtain a new access token.' in run.output
+    assert token not in run.output
+    assert 'Traceback' not in run.output
+
+
+@pytest.mark.parametrize('fault', [
+    {'status': 429, 'count': 2},
+    {'status': 502, 'count': 1},
+    {'status': 503, 'count': 2},
+    {'status': 504, 'count': 1},
+    {'drop': True, 'count': 1},
+    {'status': 429, 'count': 1, 'headers': {'Retry-After': '1'}},
+])
+def test_transient_failures_are_retried(fault, emulator, playbook, tmp_path):
+    run_info(playbook, emulator, tmp_path, name=['api'])  # warm the token cache
+    emulator.reset()
+    emulator.fault(path_prefix='/2.0/repositories/acme/api', **fault)
+    run = run_info(playbook, emulator, tmp_path, name=['api'])
+    assert run.rc == 0, run
+    assert run.results['repos']['repositories'][0]['slug'] == 'api'
+    assert emulator.stats()['requests']['api'] == fault['count'] + 1
+
+
+def test_persistent_rate_limit_gives_up_with_the_message(emulator, playbook, tmp_path):
+    run_info(playbook, emulator, tmp_path, name=['api'])
+    emulator.fault(path_prefix='/2.0/repositories/acme/api', status=429, count=50)
+    run = run_info(playbook, emulator, tmp_path, name=['api'])
+    assert run.rc != 0
+    assert 'HTTP 429: Rate limit for this resource has been exceeded' in run.output
+    assert 'Traceback' not in run.output
+    emulator.control('faults', {'path_prefix': '/2.0/repositories/acme/api', 'status': 429, 'count': 0})
+
+
+def test_not_found_fails_at_once(emulator, playbook, tmp_path):
+    run_info(playbook, emulator, tmp_path, name=['api'])
+    emulator.reset()
+    run = run_info(playbook, emulator, tmp_path, name=['no-such-repo'])
+    assert run.rc != 0
+    assert ('GET %s/repositories/acme/no-such-repo: HTTP 404: The requested repository either does not exist '
+            'or you do not have access.' % emulator.api_url) in run.output
+    assert emulator.stats()['requests']['api'] == 1
+
+
+@pytest.mark.parametrize('case, args, message', [
+    ('empty workspace', {'workspace': ''}, 'workspace'),
+    ('malformed workspace', {'workspace': 'acme/api'}, 'workspace'),
+    ('api_url without scheme', {'api_url': '127.0.0.1/2.0'}, 'api_url'),
+    ('pagelen typo', {'pagelen': 100}, 'pagelen'),
+    ('bad role', {'role': 'king'}, 'role'),
+    ('wrong secret', {'client_secret': 'wrong-secret'}, 'Invalid OAuth client credentials'),
+    ('two auth methods', {'access_token': WORKSPACE_TOKEN}, 'mutually exclusive'),
+    ('bad query', {'query': 'nonsense ==== "x"'}, 'HTTP 400'),
+])
+def test_bad_input_gives_a_clear_error(case, args, message, emulator, playbook, tmp_path, assert_no_secrets):
+    run = playbook.run(task(base_args(**args), name=case), play_vars=play_vars(emulator, tmp_path), verbosity=4)
+    assert run.rc != 0, run
+    assert message in run.output
+    assert 'Traceback' not in run.output
+    assert_no_secrets(run.output, [CONSUMER['secret'], 'wrong-secret', WORKSPACE_TOKEN])
