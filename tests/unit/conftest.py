@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-COLLECTION_ROOT = Path(__file__).resolve().parents[4]
+COLLECTION_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = 'ansible_collections.codeferry.bitbucket'
 
 
