@@ -13,12 +13,14 @@ description:
   - Listens once on a loopback address for the browser redirect that Bitbucket sends to an OAuth
     consumer's callback URL after a person grants access, checks its O(state), and returns the
     authorization code.
-  - Used by the P(codeferry.bitbucket.authorize#playbook) playbook, which then exchanges the code
+  - Used by the C(codeferry.bitbucket.authorize) playbook, which then exchanges the code
     with M(codeferry.bitbucket.oauth_token) for a refresh token kept in the token cache.
   - Run it on the controller, where the browser is. The code is a secret; register the result
-    with C(no_log: true).
+    with C(no_log=true).
 author:
-  - codeferry.bitbucket contributors
+  - codeferry.bitbucket contributors (@codeferry)
+extends_documentation_fragment:
+  - codeferry.bitbucket.attributes
 attributes:
   check_mode:
     support: none

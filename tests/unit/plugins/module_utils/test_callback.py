@@ -25,7 +25,7 @@ def free_port():
 
 def get(url):
     """GET url once the listener is up; return (status, body)."""
-    for _ in range(100):
+    for dummy in range(100):
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return response.status, response.read().decode()

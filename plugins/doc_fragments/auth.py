@@ -1,0 +1,116 @@
+# Copyright (c) 2026 codeferry.bitbucket contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options of every module that calls the REST API. The shared argument spec is
+    # plugins/module_utils/_auth.py api_argument_spec(); use together with the OAUTH fragment.
+    DOCUMENTATION = r'''
+options:
+  api_url:
+    description:
+      - Base URL of the Bitbucket REST API 2.0.
+      - Change it only for a test double such as the bundled emulator.
+    type: str
+    default: https://api.bitbucket.org/2.0
+  access_token:
+    description:
+      - A bearer token, sent in the C(Authorization) header.
+      - An OAuth access token (for example RV(codeferry.bitbucket.oauth_token#module:access_token)),
+        or a repository, project or workspace access token.
+      - Mutually exclusive with O(client_id)/O(client_secret) and O(username)/O(password).
+      - If no authentication option is set, the environment variable E(BITBUCKET_ACCESS_TOKEN) is used.
+    type: str
+  username:
+    description:
+      - User for HTTP Basic authentication together with O(password).
+      - With an Atlassian API token this is the Atlassian account e-mail address;
+        with an app password it is the Bitbucket username.
+      - Mutually exclusive with O(access_token) and O(client_id)/O(client_secret).
+      - If not set, the environment variable E(BITBUCKET_USERNAME) is used.
+    type: str
+  password:
+    description:
+      - API token or app password for O(username). Not the account password, which Bitbucket refuses.
+      - If not set, the environment variable E(BITBUCKET_PASSWORD) is used.
+    type: str
+notes:
+  - "Authentication: set exactly one of O(access_token), O(client_id) + O(client_secret), or O(username) + O(password).
+    Options set in the task choose the method and only that method's missing options are read from the environment.
+    With no option set, the environment variables are used in this order: E(BITBUCKET_ACCESS_TOKEN),
+    E(BITBUCKET_CLIENT_ID) + E(BITBUCKET_CLIENT_SECRET), E(BITBUCKET_USERNAME) + E(BITBUCKET_PASSWORD)."
+  - With O(client_id) and O(client_secret) the module takes an access token from the token cache shared with
+    M(codeferry.bitbucket.oauth_token) and the P(codeferry.bitbucket.oauth_token#lookup) lookup, and requests one
+    with the C(client_credentials) grant only when no cached token has at least 300 seconds left.
+    If the API reports the token as expired, the module requests a new one once and retries.
+  - Requests answered with HTTP 429, 502, 503 or 504, and dropped connections, are retried up to 5 times with
+    exponential backoff (0.5 to 8 seconds, with jitter), honouring C(Retry-After) when the server sends it.
+'''
+
+    # Client credentials, token endpoint, token cache and connection options: the oauth_token
+    # module, the oauth_token lookup and the API modules.
+    OAUTH = r'''
+options:
+  client_id:
+    description:
+      - Key of the Bitbucket OAuth consumer (Workspace settings, OAuth consumers).
+      - If not set, the environment variable E(BITBUCKET_CLIENT_ID) is used.
+    type: str
+  client_secret:
+    description:
+      - Secret of the OAuth consumer. Sent only to O(token_url), with HTTP Basic authentication.
+      - If not set, the environment variable E(BITBUCKET_CLIENT_SECRET) is used.
+    type: str
+  token_url:
+    description:
+      - OAuth 2.0 token endpoint.
+    type: str
+    default: https://bitbucket.org/site/oauth2/access_token
+  cache:
+    description:
+      - Keep access tokens in the token cache, so that tasks, hosts and forks of a run share one token
+        and a second run within the token's lifetime requests none.
+      - When V(false), a new token is requested every time and nothing is written to disk.
+    type: bool
+    default: true
+  cache_dir:
+    description:
+      - Directory of the token cache, created with mode C(0700) if missing. Each OAuth consumer
+        (O(token_url) and O(client_id)) has one file in it, mode C(0600), named after a SHA-256 hash of
+        the two. The secret is never part of the name.
+      - If not set, the environment variable E(BITBUCKET_TOKEN_CACHE_DIR) is used,
+        else C(~/.cache/codeferry.bitbucket/tokens).
+      - The cache holds live tokens; keep it on the controller and private to the user running Ansible.
+    type: path
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate. Set O(ca_path) instead of disabling this for a private CA.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file with the CA certificates to trust instead of the system store.
+    type: path
+  timeout:
+    description:
+      - Timeout in seconds for each HTTP request.
+    type: int
+    default: 30
+'''
+
+    # Configuration sources the lookup adds to OAUTH.
+    OAUTH_PLUGINS = r'''
+options:
+  client_id:
+    env:
+      - name: BITBUCKET_CLIENT_ID
+  client_secret:
+    env:
+      - name: BITBUCKET_CLIENT_SECRET
+  cache_dir:
+    env:
+      - name: BITBUCKET_TOKEN_CACHE_DIR
+'''

@@ -1,0 +1,124 @@
+# Copyright (c) 2026 codeferry.bitbucket contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: oauth_token
+short_description: Get a Bitbucket Cloud OAuth 2.0 access token on the controller
+version_added: 1.0.0
+description:
+  - Returns an access token for a Bitbucket OAuth consumer, as M(codeferry.bitbucket.oauth_token) does,
+    sharing its token cache and lock. A cached token with at least O(min_ttl) seconds left is returned without
+    any request; otherwise one token is requested, however many hosts, forks and templates ask at once.
+  - Takes no terms. Options are given as keyword arguments or come from the environment.
+  - Lookups are evaluated lazily, every time the value is used; the cache keeps that cheap, but prefer
+    C(set_fact) or task variables to evaluate it once.
+author:
+  - codeferry.bitbucket contributors (@codeferry)
+extends_documentation_fragment:
+  - codeferry.bitbucket.auth.oauth
+  - codeferry.bitbucket.auth.oauth_plugins
+options:
+  grant_type:
+    description:
+      - How to get a token when the cache has none with O(min_ttl) seconds left.
+        See M(codeferry.bitbucket.oauth_token) for the details of each grant.
+    type: str
+    choices: [client_credentials, refresh_token, authorization_code]
+    default: client_credentials
+  refresh_token:
+    description:
+      - Refresh token for O(grant_type=refresh_token). A newer refresh token in the cache is tried first.
+    type: str
+  code:
+    description:
+      - Authorization code for O(grant_type=authorization_code).
+    type: str
+  redirect_uri:
+    description:
+      - Redirect URI sent with O(code) when the authorization request used one.
+    type: str
+  min_ttl:
+    description:
+      - Minimum number of seconds a cached token must still be valid to be returned, from V(0) to V(86399); V(7200) or more renews on every call.
+    type: int
+    default: 300
+notes:
+  - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
+  - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.
+seealso:
+  - module: codeferry.bitbucket.oauth_token
+'''
+
+EXAMPLES = r'''
+- name: Query repositories with a token from the shared cache
+  codeferry.bitbucket.repository_info:
+    workspace: acme
+    access_token: "{{ lookup('codeferry.bitbucket.oauth_token', client_id=bitbucket_client_id, client_secret=bitbucket_client_secret) }}"
+  delegate_to: localhost
+  run_once: true
+
+- name: Client id and secret from BITBUCKET_CLIENT_ID and BITBUCKET_CLIENT_SECRET
+  ansible.builtin.set_fact:
+    bitbucket_token: "{{ lookup('codeferry.bitbucket.oauth_token') }}"
+  no_log: true
+'''
+
+RETURN = r'''
+_raw:
+  description: A list with one element, the access token.
+  type: list
+  elements: str
+'''
+
+from ansible.errors import AnsibleError
+from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
+
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_timeout
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import resolve_credentials, token_cache
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import REDACTED, PluginHttp
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenEndpoint, get_token
+
+display = Display()
+
+_OPTIONS = ('client_id', 'client_secret', 'token_url', 'cache', 'cache_dir', 'validate_certs', 'ca_path', 'timeout',
+            'grant_type', 'refresh_token', 'code', 'redirect_uri', 'min_ttl')
+_SECRETS = ('client_secret', 'refresh_token', 'code')
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        if terms:
+            raise AnsibleError('lookup codeferry.bitbucket.oauth_token takes no terms, only options '
+                               '(for example client_id=..., client_secret=...)')
+        self.set_options(var_options=variables, direct=kwargs)
+        params = dict((name, self.get_option(name)) for name in _OPTIONS)
+        secrets = [params[name] for name in _SECRETS if params.get(name)]
+        try:
+            return [self._token(params, secrets)]
+        except BitbucketError as exc:
+            # Messages are built without secrets; this is only a second line of defence.
+            message = str(exc)
+            for secret in secrets:
+                if isinstance(secret, str) and len(secret) >= 4:
+                    message = message.replace(secret, REDACTED)
+            raise AnsibleError('codeferry.bitbucket.oauth_token: %s' % message)
+
+    @staticmethod
+    def _token(params, secrets):
+        validate_timeout(params['timeout'])
+        dummy, values, dummy_env = resolve_credentials(params, allowed=('client_credentials',))
+        secrets.append(values['client_secret'])
+        http = PluginHttp(validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'])
+        endpoint = TokenEndpoint(http, params['token_url'], values['client_id'], values['client_secret'])
+        result = get_token(endpoint, token_cache(params, endpoint.token_url, values['client_id']),
+                           min_ttl=params['min_ttl'], grant_type=params['grant_type'],
+                           refresh_token=params['refresh_token'], code=params['code'], redirect_uri=params['redirect_uri'])
+        for warning in result.warnings:
+            display.warning('codeferry.bitbucket.oauth_token: %s' % warning)
+        return result.token.access_token

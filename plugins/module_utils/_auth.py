@@ -1,0 +1,272 @@
+# Copyright (c) 2026 codeferry.bitbucket contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Authentication methods shared by the modules and the lookup, and the shared option specs.
+
+One small class per method, chosen by name. Each gives the Authorization header; the OAuth
+method can also refresh() once when the API says its token expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_timeout, validate_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
+    DEFAULT_TOKEN_URL,
+    GRANT_TYPES,
+    TokenCache,
+    TokenEndpoint,
+    default_cache_dir,
+    get_token,
+)
+
+DEFAULT_API_URL = 'https://api.bitbucket.org/2.0'
+
+# Minimum lifetime left on a token the API modules take from the cache: enough for one task.
+API_MIN_TTL = 300
+
+ENV_VARS = {
+    'access_token': 'BITBUCKET_ACCESS_TOKEN',
+    'client_id': 'BITBUCKET_CLIENT_ID',
+    'client_secret': 'BITBUCKET_CLIENT_SECRET',
+    'username': 'BITBUCKET_USERNAME',
+    'password': 'BITBUCKET_PASSWORD',
+}
+SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code')
+
+# Credential groups in order of precedence when only environment variables are set.
+_GROUPS = (
+    ('access_token', ('access_token',)),
+    ('client_credentials', ('client_id', 'client_secret')),
+    ('basic', ('username', 'password')),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument specs (mirrored by plugins/doc_fragments/)
+
+
+def connection_argument_spec():
+    return dict(
+        validate_certs=dict(type='bool', default=True),
+        ca_path=dict(type='path'),
+        timeout=dict(type='int', default=30),
+    )
+
+
+def oauth_argument_spec():
+    """Client credentials, token endpoint and token cache: the oauth_token module and API modules."""
+    spec = dict(
+        client_id=dict(type='str', no_log=False),
+        client_secret=dict(type='str', no_log=True),
+        token_url=dict(type='str', default=DEFAULT_TOKEN_URL, no_log=False),
+        cache=dict(type='bool', default=True),
+        cache_dir=dict(type='path'),
+    )
+    spec.update(connection_argument_spec())
+    return spec
+
+
+def api_argument_spec():
+    """Options of every module that calls the REST API."""
+    spec = oauth_argument_spec()
+    spec.update(
+        api_url=dict(type='str', default=DEFAULT_API_URL),
+        access_token=dict(type='str', no_log=True),
+        username=dict(type='str'),
+        password=dict(type='str', no_log=True),
+    )
+    return spec
+
+
+def token_argument_spec():
+    """Options of the oauth_token module."""
+    spec = oauth_argument_spec()
+    spec.update(
+        grant_type=dict(type='str', default='client_credentials', choices=list(GRANT_TYPES)),
+        refresh_token=dict(type='str', no_log=True),
+        code=dict(type='str', no_log=True),
+        redirect_uri=dict(type='str'),
+        min_ttl=dict(type='int', default=300),
+    )
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing credentials
+
+
+def resolve_credentials(params, environ=None, allowed=('access_token', 'client_credentials', 'basic')):
+    """Return (method name, {option: value}, [environment variables used]).
+
+    Options given explicitly decide the method, and only that method's missing options are
+    taken from the environment; so an unrelated BITBUCKET_* variable in the environment
+    never conflicts with what a task says. With no explicit option, the environment decides
+    in the order access token, client credentials, username/password.
+    """
+    environ = os.environ if environ is None else environ
+    groups = [(name, options) for name, options in _GROUPS if name in allowed]
+    explicit = [name for name, options in groups if any(params.get(option) for option in options)]
+    if len(explicit) > 1:
+        described = [' + '.join(options) for name, options in groups if name in explicit]
+        raise ValidationError('choose one way to authenticate: %s are mutually exclusive' % ' and '.join(described))
+    if explicit:
+        chosen = explicit[0]
+    else:
+        chosen = None
+        for name, options in groups:
+            if any(environ.get(ENV_VARS[option]) for option in options):
+                chosen = name
+                break
+        if chosen is None:
+            raise ValidationError('no credentials: set %s (or the environment variables %s)'
+                                  % (', or '.join(' + '.join(options) for name, options in groups),
+                                     ', '.join(ENV_VARS[o] for name, options in groups for o in options)))
+    options = dict(groups)[chosen]
+    values = {}
+    from_env = []
+    for option in options:
+        value = params.get(option)
+        if not value and environ.get(ENV_VARS[option]):
+            value = environ[ENV_VARS[option]]
+            from_env.append(ENV_VARS[option])
+        if not value:
+            others = [o for o in options if o != option]
+            raise ValidationError('%s is required with %s (or set %s)' % (option, ' and '.join(others), ENV_VARS[option]))
+        values[option] = value
+    return chosen, values, from_env
+
+
+# ---------------------------------------------------------------------------------------------
+# Auth methods
+
+
+class AuthMethod(object):
+    name = None
+    can_refresh = False
+
+    def __init__(self):
+        self.warnings = []
+
+    def headers(self):
+        raise NotImplementedError
+
+    def refresh(self, failed_headers):
+        raise NotImplementedError
+
+    def secrets(self):
+        """Secret strings this method knows, for front ends that redact messages themselves."""
+        return []
+
+
+class AccessTokenAuth(AuthMethod):
+    """A bearer token given by the user (OAuth, repository/project/workspace access token)."""
+
+    name = 'access_token'
+
+    def __init__(self, access_token):
+        super(AccessTokenAuth, self).__init__()
+        self._token = access_token
+
+    def headers(self):
+        return {'Authorization': 'Bearer %s' % self._token}
+
+    def secrets(self):
+        return [self._token]
+
+
+class BasicAuth(AuthMethod):
+    """Username (or Atlassian account e-mail) with an API token or app password."""
+
+    name = 'basic'
+
+    def __init__(self, username, password):
+        super(BasicAuth, self).__init__()
+        raw = ('%s:%s' % (username, password)).encode('utf-8')
+        self._header = 'Basic ' + base64.b64encode(raw).decode('ascii')
+        self._password = password
+
+    def headers(self):
+        return {'Authorization': self._header}
+
+    def secrets(self):
+        return [self._password]
+
+
+class ClientCredentialsAuth(AuthMethod):
+    """OAuth consumer: a token from the shared cache, minted when needed, refreshed on expiry."""
+
+    name = 'client_credentials'
+    can_refresh = True
+
+    def __init__(self, endpoint, cache=None, min_ttl=API_MIN_TTL):
+        super(ClientCredentialsAuth, self).__init__()
+        self.endpoint = endpoint
+        self.cache = cache
+        self.min_ttl = min_ttl
+        self.token = None
+        self.minted = False
+        self._lock = threading.Lock()
+        self._client_secret = endpoint._client_secret  # pylint: disable=protected-access
+
+    def _use(self, result):
+        self.warnings.extend(result.warnings)
+        self.minted = self.minted or result.changed
+        self.token = result.token
+
+    def headers(self):
+        with self._lock:
+            if self.token is None:
+                self._use(get_token(self.endpoint, self.cache, min_ttl=self.min_ttl))
+            return {'Authorization': 'Bearer %s' % self.token.access_token}
+
+    def refresh(self, failed_headers):
+        with self._lock:
+            current = 'Bearer %s' % self.token.access_token if self.token else None
+            if current != failed_headers.get('Authorization'):
+                return  # another thread refreshed already
+            self._use(get_token(self.endpoint, self.cache, min_ttl=self.min_ttl, force=True,
+                                reject=self.token.access_token))
+
+    def secrets(self):
+        values = [self._client_secret]
+        if self.token is not None:
+            values.append(self.token.access_token)
+            if self.token.refresh_token:
+                values.append(self.token.refresh_token)
+        return values
+
+
+AUTH_METHODS = {
+    AccessTokenAuth.name: AccessTokenAuth,
+    BasicAuth.name: BasicAuth,
+    ClientCredentialsAuth.name: ClientCredentialsAuth,
+}
+
+
+def token_cache(params, token_url, client_id, environ=None):
+    """The TokenCache the options ask for, or None when cache is false."""
+    if not params.get('cache', True):
+        return None
+    directory = params.get('cache_dir') or default_cache_dir(environ)
+    return TokenCache(directory, token_url, client_id)
+
+
+def build_auth(params, http, environ=None, retry=None):
+    """The auth method for the options of an API module (see api_argument_spec()).
+
+    Returns (AuthMethod, [environment variables used]).
+    """
+    validate_timeout(params.get('timeout', 30))
+    name, values, from_env = resolve_credentials(params, environ)
+    cls = AUTH_METHODS[name]
+    if cls is ClientCredentialsAuth:
+        token_url = validate_url('token_url', params.get('token_url') or DEFAULT_TOKEN_URL)
+        endpoint = TokenEndpoint(http, token_url, values['client_id'], values['client_secret'], retry=retry)
+        return cls(endpoint, token_cache(params, token_url, values['client_id'], environ)), from_env
+    return cls(**values), from_env

@@ -1,0 +1,95 @@
+# Copyright (c) 2026 codeferry.bitbucket contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Flatten Bitbucket repository and ref objects into what playbooks use."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+
+REF_KINDS = ('branch', 'tag', 'all')
+_REF_PREFIXES = (('refs/heads/', 'branch'), ('refs/tags/', 'tag'))
+
+
+def strip_userinfo(url):
+    """A URL without 'user@' / 'user:password@': Bitbucket embeds the caller's name in clone links."""
+    if not isinstance(url, str) or not url:
+        return url
+    parts = urlsplit(url)
+    if '@' not in parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rpartition('@')[2], parts.path, parts.query, parts.fragment))
+
+
+def _link(links, name):
+    value = (links or {}).get(name)
+    if isinstance(value, list):  # clone links come as a list of {name, href}
+        value = value[0] if value else None
+    return value.get('href') if isinstance(value, dict) else None
+
+
+def _clone_link(links, name):
+    for entry in (links or {}).get('clone') or []:
+        if isinstance(entry, dict) and entry.get('name') == name:
+            return entry.get('href')
+    return None
+
+
+def _get(data, *path):
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def repository_summary(repo):
+    full_name = repo.get('full_name') or ''
+    workspace = _get(repo, 'workspace', 'slug') or (full_name.split('/', 1)[0] if '/' in full_name else None)
+    slug = repo.get('slug') or (full_name.split('/', 1)[1] if '/' in full_name else repo.get('name'))
+    links = repo.get('links') or {}
+    return dict(
+        full_name=full_name,
+        slug=slug,
+        name=repo.get('name'),
+        uuid=repo.get('uuid'),
+        workspace=workspace,
+        project_key=_get(repo, 'project', 'key'),
+        is_private=repo.get('is_private'),
+        mainbranch=_get(repo, 'mainbranch', 'name'),
+        description=repo.get('description'),
+        language=repo.get('language'),
+        size=repo.get('size'),
+        updated_on=repo.get('updated_on'),
+        clone_url=strip_userinfo(_clone_link(links, 'https')),
+        ssh_url=_clone_link(links, 'ssh'),
+        html_url=_link(links, 'html'),
+    )
+
+
+def ref_summary(ref, kind=None):
+    target = ref.get('target') or {}
+    ref_type = ref.get('type') or kind
+    return dict(
+        name=ref.get('name'),
+        type=ref_type,
+        commit=target.get('hash'),
+        date=target.get('date') or ref.get('date'),
+    )
+
+
+def split_ref_name(name, kind):
+    """(name, kind) with a refs/heads/ or refs/tags/ prefix taken off, which also fixes the kind."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError('name must be a non-empty branch or tag name, got %r' % (name,))
+    if any(ord(char) < 32 or char in ' ~^:?*[\\' for char in name):
+        raise ValidationError('name %r is not a valid git ref name' % (name,))
+    for prefix, prefix_kind in _REF_PREFIXES:
+        if name.startswith(prefix):
+            if kind not in ('all', prefix_kind):
+                raise ValidationError('name %r is a %s, but kind is %s' % (name, prefix_kind, kind))
+            return name[len(prefix):], prefix_kind
+    return name, kind

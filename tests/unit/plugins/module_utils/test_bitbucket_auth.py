@@ -1,0 +1,216 @@
+# Copyright (c) 2026 codeferry.bitbucket contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Choosing credentials, the auth methods, the shared argument spec and repository/ref flattening."""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import pytest
+
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient, RetryPolicy
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import (
+    AccessTokenAuth,
+    BasicAuth,
+    ClientCredentialsAuth,
+    api_argument_spec,
+    build_auth,
+    resolve_credentials,
+    token_argument_spec,
+)
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenCache
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import (
+    ref_summary,
+    repository_summary,
+    split_ref_name,
+    strip_userinfo,
+)
+
+from bitbucket_fakes import FakeHttp, NoSleep, reply
+
+SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code')
+
+
+# --- resolve_credentials -------------------------------------------------------------------
+
+
+def test_explicit_options_win_over_unrelated_environment():
+    env = {'BITBUCKET_USERNAME': 'alice', 'BITBUCKET_PASSWORD': 'pw', 'BITBUCKET_ACCESS_TOKEN': 'tok'}
+    name, values, from_env = resolve_credentials({'client_id': 'id', 'client_secret': 's'}, env)
+    assert name == 'client_credentials' and values == {'client_id': 'id', 'client_secret': 's'} and from_env == []
+
+
+def test_missing_half_of_a_group_comes_from_the_environment():
+    name, values, from_env = resolve_credentials({'client_id': 'id'}, {'BITBUCKET_CLIENT_SECRET': 's'})
+    assert values == {'client_id': 'id', 'client_secret': 's'} and from_env == ['BITBUCKET_CLIENT_SECRET']
+
+
+def test_environment_precedence_without_options():
+    env = {'BITBUCKET_CLIENT_ID': 'id', 'BITBUCKET_CLIENT_SECRET': 's', 'BITBUCKET_USERNAME': 'u', 'BITBUCKET_PASSWORD': 'p'}
+    assert resolve_credentials({}, env)[0] == 'client_credentials'
+    assert resolve_credentials({}, dict(env, BITBUCKET_ACCESS_TOKEN='t'))[0] == 'access_token'
+
+
+def test_two_explicit_methods_are_mutually_exclusive():
+    with pytest.raises(ValidationError, match='access_token and client_id \\+ client_secret are mutually exclusive'):
+        resolve_credentials({'access_token': 'secret-token', 'client_id': 'id', 'client_secret': 's'}, {})
+
+
+def test_incomplete_group_is_a_clear_error():
+    with pytest.raises(ValidationError, match='^password is required with username \\(or set BITBUCKET_PASSWORD\\)$'):
+        resolve_credentials({'username': 'alice'}, {})
+    with pytest.raises(ValidationError, match='^client_secret is required with client_id'):
+        resolve_credentials({'client_id': 'id'}, {})
+
+
+def test_no_credentials_at_all():
+    with pytest.raises(ValidationError, match='^no credentials'):
+        resolve_credentials({}, {})
+
+
+def test_allowed_restricts_the_methods():
+    with pytest.raises(ValidationError, match='client_secret is required'):
+        resolve_credentials({'client_id': 'x'}, {'BITBUCKET_ACCESS_TOKEN': 't'}, allowed=('client_credentials',))
+
+
+def test_secret_values_never_in_messages():
+    for params in ({'access_token': 'secret-token', 'username': 'u', 'password': 'secret-pw'},
+                   {'password': 'secret-pw'}, {'client_secret': 'secret-cs'}):
+        with pytest.raises(ValidationError) as info:
+            resolve_credentials(params, {})
+        assert 'secret-' not in str(info.value)
+
+
+# --- auth methods --------------------------------------------------------------------------
+
+
+def test_bearer_and_basic_headers():
+    assert AccessTokenAuth('t0k').headers() == {'Authorization': 'Bearer t0k'}
+    header = BasicAuth('alice@example.com', 'ATATT+/=').headers()['Authorization']
+    assert base64.b64decode(header[6:]).decode() == 'alice@example.com:ATATT+/='
+    assert not AccessTokenAuth('x').can_refresh and not BasicAuth('u', 'p').can_refresh
+
+
+def test_build_auth_picks_the_class(tmp_path):
+    http = FakeHttp(lambda *a: reply(200, {}))
+    auth, dummy = build_auth({'access_token': 't', 'timeout': 30}, http, environ={})
+    assert isinstance(auth, AccessTokenAuth)
+    auth, dummy = build_auth({'username': 'u', 'password': 'p', 'timeout': 30}, http, environ={})
+    assert isinstance(auth, BasicAuth)
+    auth, dummy = build_auth({'client_id': 'i', 'client_secret': 's', 'cache_dir': str(tmp_path), 'timeout': 30}, http, environ={})
+    assert isinstance(auth, ClientCredentialsAuth) and isinstance(auth.cache, TokenCache)
+    auth, dummy = build_auth({'client_id': 'i', 'client_secret': 's', 'cache': False, 'timeout': 30}, http, environ={})
+    assert auth.cache is None
+
+
+def test_build_auth_validates_token_url():
+    with pytest.raises(ValidationError, match='token_url must be an absolute https:// URL'):
+        build_auth({'client_id': 'i', 'client_secret': 's', 'token_url': 'bitbucket.org/x', 'timeout': 30},
+                   FakeHttp(None), environ={})
+
+
+class ExpiringApi(object):
+    """Token endpoint + API in one: every token but the newest is reported as expired."""
+
+    def __init__(self):
+        self.minted = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, method, url, headers, data):
+        if method == 'POST':
+            with self.lock:
+                self.minted += 1
+                return reply(200, {'access_token': 'at-%d' % self.minted, 'expires_in': 7200, 'scopes': 'repository'})
+        if headers['Authorization'] != 'Bearer at-%d' % self.minted or self.minted < 2:
+            return reply(401, {'type': 'error', 'error': {'message': 'Access token expired.'}})
+        return reply(200, {'values': [url]})
+
+
+def test_client_credentials_renew_once_even_with_parallel_requests(tmp_path):
+    server = ExpiringApi()
+    http = FakeHttp(server)
+    auth, dummy = build_auth({'client_id': 'i', 'client_secret': 's', 'cache_dir': str(tmp_path), 'timeout': 30}, http, environ={},
+                             retry=RetryPolicy(sleep=NoSleep()))
+    client = BitbucketClient(http, 'https://api.example/2.0', auth, retry=RetryPolicy(sleep=NoSleep()))
+    threads = [threading.Thread(target=client.get, args=('repositories', str(n))) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.minted == 2  # the first token, then exactly one renewal
+    assert auth.minted and auth.token.access_token == 'at-2'
+    assert set(auth.secrets()) == {'s', 'at-2'}
+
+
+# --- argument specs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('spec', [api_argument_spec(), token_argument_spec()])
+def test_secrets_are_no_log_and_urls_explicitly_not(spec):
+    for name, option in spec.items():
+        if name in SECRET_OPTIONS:
+            assert option.get('no_log') is True, name
+        elif 'token' in name or 'secret' in name or 'pass' in name:
+            assert option.get('no_log') is False, name
+
+
+# --- repositories and refs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize('url, expected', [
+    ('https://alice@bitbucket.org/acme/api.git', 'https://bitbucket.org/acme/api.git'),
+    ('https://x-token-auth:secret@host:8443/acme/api.git', 'https://host:8443/acme/api.git'),
+    ('https://bitbucket.org/acme/api.git', 'https://bitbucket.org/acme/api.git'),
+    (None, None),
+])
+def test_strip_userinfo(url, expected):
+    assert strip_userinfo(url) == expected
+
+
+def test_repository_summary():
+    repo = {
+        'type': 'repository', 'full_name': 'acme/api', 'slug': 'api', 'name': 'API', 'uuid': '{u}', 'is_private': True,
+        'workspace': {'slug': 'acme'}, 'project': {'key': 'PROJ'}, 'mainbranch': {'type': 'branch', 'name': 'main'},
+        'description': 'd', 'language': 'python', 'size': 10, 'updated_on': '2026-01-01T00:00:00+00:00',
+        'links': {'html': {'href': 'https://bitbucket.org/acme/api'},
+                  'clone': [{'name': 'https', 'href': 'https://alice@bitbucket.org/acme/api.git'},
+                            {'href': 'git@bitbucket.org:acme/api.git', 'name': 'ssh'}]},
+    }
+    assert repository_summary(repo) == {
+        'full_name': 'acme/api', 'slug': 'api', 'name': 'API', 'uuid': '{u}', 'workspace': 'acme', 'project_key': 'PROJ',
+        'is_private': True, 'mainbranch': 'main', 'description': 'd', 'language': 'python', 'size': 10,
+        'updated_on': '2026-01-01T00:00:00+00:00', 'clone_url': 'https://bitbucket.org/acme/api.git',
+        'ssh_url': 'git@bitbucket.org:acme/api.git', 'html_url': 'https://bitbucket.org/acme/api',
+    }
+
+
+def test_repository_summary_of_a_sparse_object():
+    summary = repository_summary({'full_name': 'acme/empty'})
+    assert summary['workspace'] == 'acme' and summary['slug'] == 'empty'
+    assert summary['mainbranch'] is None and summary['clone_url'] is None and summary['project_key'] is None
+
+
+def test_ref_summary():
+    branch = {'type': 'branch', 'name': 'release/1.x', 'target': {'type': 'commit', 'hash': 'a' * 40, 'date': '2026-01-01'}}
+    assert ref_summary(branch) == {'name': 'release/1.x', 'type': 'branch', 'commit': 'a' * 40, 'date': '2026-01-01'}
+    tag = {'name': 'v1', 'date': '2026-02-02', 'target': {'hash': 'b' * 40}}
+    assert ref_summary(tag, 'tag') == {'name': 'v1', 'type': 'tag', 'commit': 'b' * 40, 'date': '2026-02-02'}
+
+
+@pytest.mark.parametrize('name, kind, expected', [
+    ('main', 'branch', ('main', 'branch')),
+    ('refs/heads/release/1.x', 'branch', ('release/1.x', 'branch')),
+    ('refs/tags/v1.0.0', 'all', ('v1.0.0', 'tag')),
+])
+def test_split_ref_name(name, kind, expected):
+    assert split_ref_name(name, kind) == expected
+
+
+@pytest.mark.parametrize('name, kind', [('', 'branch'), ('a b', 'branch'), ('x~1', 'branch'), ('refs/tags/v1', 'branch')])
+def test_split_ref_name_rejects(name, kind):
+    with pytest.raises(ValidationError, match='name'):
+        split_ref_name(name, kind)
