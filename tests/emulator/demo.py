@@ -50,10 +50,10 @@ def main():
         # The token goes to git through an environment-supplied credential helper, never the URL,
         # so it is neither in `ps` nor in .git/config.
         helper = '!f() { echo username=x-token-auth; echo "password=$DEMO_TOKEN"; }; f'
-        run(['git', '-c', 'http.sslCAInfo=' + emu.ca_file, '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
+        run(['git', '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
              'clone', '--quiet', '%s/%s/%s.git' % (emu.git_url, WORKSPACE, REPOSITORY), checkout],
             'git clone https://x-token-auth:********@%s/%s/%s.git' % (emu.git_url.split('://', 1)[1], WORKSPACE, REPOSITORY),
-            env=dict(os.environ, DEMO_TOKEN=token['access_token'], GIT_TERMINAL_PROMPT='0'))
+            env=dict(emu.git_env(), DEMO_TOKEN=token['access_token']))
         run(['git', '-C', checkout, 'log', '--oneline', '-3'], 'git -C %s log --oneline -3' % checkout)
         remote = subprocess.run(['git', '-C', checkout, 'remote', 'get-url', 'origin'], check=True, capture_output=True, text=True)
         print('  origin = %s  (no credentials stored)' % remote.stdout.strip())

@@ -104,7 +104,12 @@ class PlaybookRunner:
         results_prefix = os.path.join(self.workdir, 'results-%d' % self.count)
         if isinstance(tasks, str):
             tasks = yaml.safe_load(textwrap.dedent(tasks))
-        play = {'name': 'test', 'hosts': 'all', 'gather_facts': False, 'vars': play_vars or {}, 'tasks': tasks}
+        # Variables go to a vars file: on a failure Ansible quotes the playbook lines around the task,
+        # and those must not hold the secrets the tests pass in.
+        vars_file = os.path.join(self.workdir, 'vars-%d.yml' % self.count)
+        with open(vars_file, 'w', encoding='utf-8') as handle:
+            yaml.safe_dump(play_vars or {}, handle)
+        play = {'name': 'test', 'hosts': 'all', 'gather_facts': False, 'vars_files': [vars_file], 'tasks': tasks}
         if save:
             saved = '{{ {%s} | to_json }}' % ', '.join("'%s': (%s | default(None))" % (name, name) for name in save)
             # always: so results of failed tasks (ignore_errors) are saved too; no_log: the file holds tokens.

@@ -42,7 +42,7 @@ class Reader(threading.Thread):
 
 def deliver(url, attempts=100):
     """Play the browser's last step: GET the redirect target once the listener is up."""
-    for _ in range(attempts):
+    for dummy in range(attempts):
         try:
             return requests.get(url, timeout=10)
         except requests.ConnectionError:
@@ -133,7 +133,7 @@ def test_authorize_then_refresh_without_browser(emulator, demo_data, playbook, t
             token_url: "{{ token_url }}"
             ca_path: "{{ ca_path }}"
             cache_dir: "{{ cache_dir }}"
-            min_ttl: 7199
+            min_ttl: 7200
           register: token
           no_log: true
         """, save=['token'], play_vars={

@@ -93,7 +93,7 @@ def test_min_ttl_forces_a_new_token(emulator, playbook, tmp_path):
     cache_dir = tmp_path / 'cache'
     assert playbook.run(TOKEN_TASK, play_vars=play_vars(emulator, cache_dir)).rc == 0
     emulator.reset()
-    task = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7199')
+    task = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
     run = playbook.run(task, save=['token'], play_vars=play_vars(emulator, cache_dir))
     assert run.rc == 0, run
     assert run.results['token']['changed'] is True
@@ -104,7 +104,7 @@ def test_cache_disabled_mints_every_time(emulator, playbook, tmp_path):
     cache_dir = tmp_path / 'cache'
     task = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    cache: false')
     emulator.reset()
-    for _ in range(2):
+    for dummy in range(2):
         run = playbook.run(task, save=['token'], play_vars=play_vars(emulator, cache_dir))
         assert run.rc == 0, run
         assert run.results['token']['changed'] is True
@@ -171,8 +171,8 @@ def test_refresh_token_rotation_across_runs(mode, emulator, legacy_emulator, pla
     assert run.rc == 0, run
     refresh_tokens = [run.results['token']['refresh_token']]
 
-    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7199')
-    for _ in range(3):
+    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
+    for dummy in range(3):
         run = playbook.run(renew, save=['token'], play_vars=play_vars(emu, cache_dir))
         assert run.rc == 0, run
         token = run.results['token']
@@ -231,7 +231,7 @@ def test_rejected_cached_refresh_token_falls_back_to_client_credentials(legacy_e
     with open(path, 'w', encoding='utf-8') as handle:
         json.dump(cached, handle)
     emu.reset()
-    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7199')
+    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
     run = playbook.run(renew, save=['token'], play_vars=play_vars(emu, cache_dir))
     assert run.rc == 0, run
     assert run.results['token']['changed'] is True

@@ -1,6 +1,5 @@
 """codeferry.bitbucket.ref_info against the emulator: resolving branches and tags to commits."""
 
-import os
 import subprocess
 
 import pytest
@@ -20,9 +19,9 @@ def run_refs(playbook, emulator, tmp_path, verbosity=0, **args):
 def ls_remote(emulator, repository):
     """The refs as real git sees them over smart HTTP, with the token in a credential helper."""
     helper = '!f() { echo username=x-token-auth; echo "password=$TEST_TOKEN"; }; f'
-    out = subprocess.run(['git', '-c', 'http.sslCAInfo=' + emulator.ca_file, '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
+    out = subprocess.run(['git', '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
                           'ls-remote', '%s/acme/%s.git' % (emulator.git_url, repository)],
-                         env=dict(os.environ, TEST_TOKEN=WORKSPACE_TOKEN, GIT_TERMINAL_PROMPT='0'),
+                         env=dict(emulator.git_env(), TEST_TOKEN=WORKSPACE_TOKEN),
                          check=True, capture_output=True, text=True).stdout
     refs = {}
     for line in out.splitlines():
