@@ -13,16 +13,14 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import CallbackError
+
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '::1')
 
 PAGE = (
     '<!DOCTYPE html><html><head><meta charset="utf-8"><title>codeferry.bitbucket</title></head>'
     '<body><h1>%s</h1><p>%s</p></body></html>'
 )
-
-
-class CallbackError(Exception):
-    """The redirect did not arrive, or arrived without a usable code. Messages never hold the code."""
 
 
 def parse_redirect_uri(redirect_uri):

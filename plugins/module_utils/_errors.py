@@ -97,3 +97,7 @@ class TokenRequestError(BitbucketError):
 
 class CacheError(BitbucketError):
     """The token cache cannot be used at all (unsafe directory, lock timeout, write failure)."""
+
+
+class CallbackError(BitbucketError):
+    """The browser's authorization redirect did not arrive or carried no code; never holds the code."""

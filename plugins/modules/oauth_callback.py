@@ -65,7 +65,13 @@ code:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._callback import CallbackError, wait_for_code
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._callback import wait_for_code
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner
+
+
+def receive(runner):
+    params = runner.module.params
+    return dict(changed=False, code=wait_for_code(params['redirect_uri'], params['state'], params['timeout']))
 
 
 def run_module():
@@ -77,11 +83,7 @@ def run_module():
         ),
         supports_check_mode=False,
     )
-    try:
-        code = wait_for_code(module.params['redirect_uri'], module.params['state'], module.params['timeout'])
-    except CallbackError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, code=code)
+    ModuleRunner(module).run(receive)
 
 
 def main():

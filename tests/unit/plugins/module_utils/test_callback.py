@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._callback import CallbackError, parse_redirect_uri, wait_for_code
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._callback import parse_redirect_uri, wait_for_code
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import CallbackError
 
 
 def free_port():
