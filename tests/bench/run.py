@@ -3,8 +3,10 @@
 Add a benchmark by writing a function (context) -> one sample in ms and listing it in BENCHMARKS.
 """
 
+import atexit
 import dataclasses
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -18,6 +20,7 @@ from bitbucket_emulator.testing import Emulator
 # The collection's module_utils, imported the way Ansible does: through ansible_collections/.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _COLLECTIONS = tempfile.mkdtemp(prefix="codeferry-bench-")
+atexit.register(shutil.rmtree, _COLLECTIONS, True)  # removes the symlink, never what it points to
 os.makedirs(os.path.join(_COLLECTIONS, "ansible_collections", "codeferry"))
 os.symlink(REPO_ROOT, os.path.join(_COLLECTIONS, "ansible_collections", "codeferry", "bitbucket"))
 sys.path.insert(0, _COLLECTIONS)
@@ -163,6 +166,7 @@ def main():
     session = requests.Session()
     session.trust_env = False  # no proxies and no CA bundle from the environment
     scratch = tempfile.mkdtemp(prefix="codeferry-bench-data-")
+    atexit.register(shutil.rmtree, scratch, True)
     with Emulator() as emulator, Emulator(data=scale_data(scratch), latency_ms=SCALE_LATENCY_MS) as scale_emulator:
         context = Context(emulator, session, scale_emulator=scale_emulator)
         response = session.post(

@@ -1,0 +1,50 @@
+"""Pytest fixtures shared by every test suite: the Bitbucket emulator and its demo data.
+
+Counters are not reset between tests: call emulator.reset() where a test counts requests.
+"""
+
+import pytest
+
+
+@pytest.fixture(scope="session", name="emulator")
+def emulator_fixture():
+    """The emulator in current mode (Bitbucket since 2026-05-04) with the demo data."""
+    # Imported here so suites that never use the emulator do not need it installed.
+    from bitbucket_emulator.testing import Emulator
+
+    with Emulator(mode="current") as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session", name="legacy_emulator")
+def legacy_emulator_fixture():
+    """The emulator in legacy mode (before 2026-05-04) with the demo data."""
+    from bitbucket_emulator.testing import Emulator
+
+    with Emulator(mode="legacy") as emulator:
+        yield emulator
+
+
+@pytest.fixture(name="make_emulator")
+def make_emulator_fixture():
+    """A factory, make_emulator(**kwargs) -> started Emulator; all are stopped after the test."""
+    from bitbucket_emulator.testing import Emulator
+
+    started = []
+
+    def make(**kwargs):
+        emulator = Emulator(**kwargs)
+        started.append(emulator)
+        return emulator.start()
+
+    yield make
+    for emulator in started:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session", name="demo_data")
+def demo_data_fixture():
+    """The bundled demo data (users, consumers, workspaces) as a dict."""
+    from bitbucket_emulator.testing import load_demo_data
+
+    return load_demo_data()

@@ -1,0 +1,125 @@
+"""Test controls behind /_emulator/: request counters, queued faults and added latency."""
+
+import dataclasses
+import threading
+
+CATEGORIES = ("token", "api", "git", "archive")
+
+
+class ControlError(ValueError):
+    """A bad control request; the message goes into the 400 answer."""
+
+
+class Counters:
+    """Requests per category, thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(CATEGORIES, 0)
+
+    def count(self, category):
+        """Count one request."""
+        with self._lock:
+            self._counts[category] += 1
+
+    def snapshot(self):
+        """The current counts."""
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self):
+        """Zero every counter."""
+        with self._lock:
+            self._counts = dict.fromkeys(CATEGORIES, 0)
+
+
+@dataclasses.dataclass
+class Fault:
+    """One queued fault; each matching request consumes one of count."""
+
+    path_prefix: str
+    count: int
+    status: int = None
+    delay_ms: int = 0
+    drop: bool = False
+    headers: dict = None
+    body: str = None
+
+    def describe(self):
+        """The fault as JSON."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value not in (None, False)}
+
+
+def _int(spec, name, minimum, maximum, default=None):
+    value = spec.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ControlError("%s must be an integer from %d to %d" % (name, minimum, maximum))
+    return value
+
+
+def parse_fault(spec):
+    """Validate a POST /_emulator/faults body."""
+    if not isinstance(spec, dict):
+        raise ControlError("expected a JSON object")
+    unknown = set(spec) - {"path_prefix", "status", "count", "delay_ms", "drop", "headers", "body"}
+    if unknown:
+        raise ControlError("unknown keys: %s" % ", ".join(sorted(unknown)))
+    prefix = spec.get("path_prefix")
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise ControlError("path_prefix must be a path starting with /")
+    fault = Fault(prefix, _int(spec, "count", 1, 1_000_000, 1))
+    kinds = [name for name in ("status", "delay_ms", "drop") if spec.get(name) is not None and spec.get(name) is not False]
+    if len(kinds) != 1:
+        raise ControlError("give exactly one of status, delay_ms or drop")
+    if spec.get("status") is not None:
+        fault.status = _int(spec, "status", 100, 599)
+    if spec.get("delay_ms") is not None:
+        fault.delay_ms = _int(spec, "delay_ms", 0, 600_000)
+    if spec.get("drop") is not None:
+        if spec["drop"] is not True:
+            raise ControlError("drop must be true")
+        fault.drop = True
+    headers = spec.get("headers")
+    if headers is not None:
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ControlError("headers must map header names to strings")
+        fault.headers = dict(headers)
+    if spec.get("body") is not None:
+        if not isinstance(spec["body"], str):
+            raise ControlError("body must be a string")
+        fault.body = spec["body"]
+    return fault
+
+
+class Faults:
+    """Queued faults, matched by path prefix in the order they were queued."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._queue = []
+
+    def add(self, fault):
+        """Queue a fault."""
+        with self._lock:
+            self._queue.append(fault)
+
+    def clear(self):
+        """Drop every queued fault."""
+        with self._lock:
+            self._queue = []
+
+    def pending(self):
+        """The queued faults as JSON."""
+        with self._lock:
+            return [fault.describe() for fault in self._queue]
+
+    def take(self, path):
+        """Consume one use of the first fault whose prefix matches path; returns it or None."""
+        with self._lock:
+            for fault in self._queue:
+                if path.startswith(fault.path_prefix):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._queue.remove(fault)
+                    return fault
+        return None

@@ -1,0 +1,118 @@
+"""Bitbucket's pagination envelope (page, pagelen, next, previous) and partial responses (fields=)."""
+
+import copy
+import urllib.parse
+
+MAX_PAGELEN = 100
+
+
+class ParameterError(ValueError):
+    """A bad page, pagelen or similar parameter; the message goes into a 400 error."""
+
+
+def _positive_int(request, name, default):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ParameterError("Invalid %s: %r is not a number" % (name, raw)) from None
+    if value < 1:
+        raise ParameterError("Invalid %s: must be 1 or more" % name)
+    return value
+
+
+def _page_url(request, page):
+    """The request's own URL with page replaced, so next/previous echo every other parameter."""
+    pairs = []
+    replaced = False
+    for key, value in request.args.items(multi=True):
+        if key == "page":
+            if not replaced:
+                pairs.append(("page", str(page)))
+                replaced = True
+            continue
+        pairs.append((key, value))
+    if not replaced:
+        pairs.append(("page", str(page)))
+    return request.base_url + "?" + urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)
+
+
+def paginate(request, items, default_pagelen=10):
+    """Return the envelope for the requested page of items (a list)."""
+    pagelen = _positive_int(request, "pagelen", default_pagelen)
+    if pagelen > MAX_PAGELEN:
+        raise ParameterError("Invalid pagelen: the maximum is %d" % MAX_PAGELEN)
+    page = _positive_int(request, "page", 1)
+    start = (page - 1) * pagelen
+    envelope = {"size": len(items), "page": page, "pagelen": pagelen}
+    if start + pagelen < len(items):
+        envelope["next"] = _page_url(request, page + 1)
+    if page > 1:
+        envelope["previous"] = _page_url(request, page - 1)
+    envelope["values"] = items[start:start + pagelen]
+    return envelope
+
+
+# --- fields= ------------------------------------------------------------------------------
+
+
+def _include(source, target, parts):
+    """Copy the path parts from source into target (dicts, and lists walked element by element)."""
+    if isinstance(source, list):
+        for index, element in enumerate(source):
+            if isinstance(element, (dict, list)) and index < len(target):
+                _include(element, target[index], parts)
+        return
+    if not isinstance(source, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    for key in (list(source) if head == "*" else [head]):
+        if key not in source:
+            continue
+        value = source[key]
+        if not rest or not isinstance(value, (dict, list)):
+            if not rest:
+                target[key] = copy.deepcopy(value)
+            continue
+        if key not in target or not isinstance(target[key], type(value)):
+            target[key] = [type(element)() if isinstance(element, (dict, list)) else element for element in value] if isinstance(value, list) else {}
+        _include(value, target[key], rest)
+
+
+def _exclude(target, parts):
+    if isinstance(target, list):
+        for element in target:
+            _exclude(element, parts)
+        return
+    if not isinstance(target, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    for key in (list(target) if head == "*" else [head]):
+        if key not in target:
+            continue
+        if rest:
+            _exclude(target[key], rest)
+        else:
+            del target[key]
+
+
+def apply_fields(document, spec):
+    """Apply a fields= spec: "-a" removes, "+a" adds, a bare "a" switches to a whitelist.
+
+    Specs apply in order, so "-*,+slug" works. In whitelist mode only the named paths remain,
+    as on Bitbucket: ask for "next" too (fields=next,values.slug) to keep paginating.
+    """
+    if not spec:
+        return document
+    specs = [item.strip() for item in spec.split(",") if item.strip()]
+    whitelist = any(item[0] not in "+-" for item in specs)
+    result = {} if whitelist else copy.deepcopy(document)
+    for item in specs:
+        if item[0] == "-":
+            _exclude(result, item[1:].split("."))
+        else:
+            path = item[1:] if item[0] == "+" else item
+            _include(document, result, path.split("."))
+    return result
