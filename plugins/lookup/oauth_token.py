@@ -20,31 +20,7 @@ author:
 extends_documentation_fragment:
   - codeferry.bitbucket.auth.oauth
   - codeferry.bitbucket.auth.oauth_plugins
-options:
-  grant_type:
-    description:
-      - How to get a token when the cache has none with O(min_ttl) seconds left.
-        See M(codeferry.bitbucket.oauth_token) for the details of each grant.
-    type: str
-    choices: [client_credentials, refresh_token, authorization_code]
-    default: client_credentials
-  refresh_token:
-    description:
-      - Refresh token for O(grant_type=refresh_token). A newer refresh token in the cache is tried first.
-    type: str
-  code:
-    description:
-      - Authorization code for O(grant_type=authorization_code).
-    type: str
-  redirect_uri:
-    description:
-      - Redirect URI sent with O(code) when the authorization request used one.
-    type: str
-  min_ttl:
-    description:
-      - Minimum number of seconds a cached token must still be valid to be returned, from V(0) to V(86399); V(7200) or more renews on every call.
-    type: int
-    default: 300
+  - codeferry.bitbucket.auth.grant
 notes:
   - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
   - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.

@@ -26,6 +26,7 @@ author:
   - codeferry.bitbucket contributors (@codeferry)
 extends_documentation_fragment:
   - codeferry.bitbucket.auth.oauth
+  - codeferry.bitbucket.auth.grant
   - codeferry.bitbucket.attributes
   - codeferry.bitbucket.attributes.actiongroup_bitbucket
 attributes:
@@ -36,36 +37,6 @@ attributes:
         nothing is written, and the result has C(changed=true), no token and a RV(msg).
   diff_mode:
     support: none
-options:
-  grant_type:
-    description:
-      - How to get a token when the cache has none with O(min_ttl) seconds left.
-      - V(client_credentials) acts as the OAuth consumer itself.
-      - V(refresh_token) exchanges O(refresh_token) (or the newer one in the cache) for a token acting as the
-        user who authorized the consumer.
-      - V(authorization_code) exchanges O(code) from the browser authorization step once; later runs use the
-        cached token and refresh token.
-    type: str
-    choices: [client_credentials, refresh_token, authorization_code]
-    default: client_credentials
-  refresh_token:
-    description:
-      - Refresh token for O(grant_type=refresh_token). A newer refresh token in the cache is tried first.
-    type: str
-  code:
-    description:
-      - Authorization code for O(grant_type=authorization_code). Codes are single-use and short-lived.
-    type: str
-  redirect_uri:
-    description:
-      - Redirect URI sent with O(code) when the authorization request used one.
-    type: str
-  min_ttl:
-    description:
-      - Minimum number of seconds a cached token must still be valid to be returned.
-      - From V(0) to V(86399). Bitbucket tokens live 7200 seconds, so V(7200) or more renews the token on every run.
-    type: int
-    default: 300
 notes:
   - The result contains the token. Use C(no_log=true) on the task, and pass the token on through a variable
     rather than printing it.
