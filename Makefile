@@ -19,6 +19,7 @@ help:
 # apt only for what is missing, so repeated runs stay offline and fast.
 system-packages:
 	@missing=""; \
+	command -v $(PYTHON) >/dev/null || missing="$$missing python3"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	test -e /usr/lib/git-core/git-http-backend || missing="$$missing git"; \
@@ -69,7 +70,7 @@ sanity: venv $(ANSIBLE_TEST_PIP) $(COLLECTION_ROOT)
 	  PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --color no --python 3.11 --venv --requirements
 
 lint: venv
-	$(BIN)/ansible-lint --profile production
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
 
 bench: venv
 	$(BIN)/python tests/bench/run.py

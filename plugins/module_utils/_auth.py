@@ -93,6 +93,8 @@ def token_argument_spec():
         code=dict(type='str', no_log=True),
         redirect_uri=dict(type='str'),
         min_ttl=dict(type='int', default=300),
+        # Unused here; accepted so that module_defaults for the action group can set it for every module.
+        api_url=dict(type='str', default=DEFAULT_API_URL),
     )
     return spec
 

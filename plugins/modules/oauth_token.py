@@ -37,6 +37,13 @@ attributes:
         nothing is written, and the result has C(changed=true), no token and a RV(msg).
   diff_mode:
     support: none
+options:
+  api_url:
+    description:
+      - Not used to get a token. Accepted so that C(module_defaults) for the action group
+        C(group/codeferry.bitbucket.bitbucket) can set it once for every module of the collection.
+    type: str
+    default: https://api.bitbucket.org/2.0
 notes:
   - The result contains the token. Use C(no_log=true) on the task, and pass the token on through a variable
     rather than printing it.

@@ -203,3 +203,21 @@ def test_bad_input_gives_a_clear_error(case, args, message, emulator, playbook, 
     assert message in run.output
     assert 'Traceback' not in run.output
     assert_no_secrets(run.output, [CONSUMER['secret'], 'wrong-secret', WORKSPACE_TOKEN])
+
+
+def test_module_defaults_for_the_action_group(emulator, playbook, tmp_path):
+    """Shared options set once for group/codeferry.bitbucket.bitbucket reach every module."""
+    defaults = {'group/codeferry.bitbucket.bitbucket': {
+        'api_url': '{{ api_url }}', 'token_url': '{{ token_url }}', 'ca_path': '{{ ca_path }}', 'cache_dir': '{{ cache_dir }}',
+        'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}'}}
+    tasks = [{'name': 'Scoped defaults', 'module_defaults': defaults, 'block': [
+        {'name': 'Token', 'codeferry.bitbucket.oauth_token': {}, 'register': 'token', 'no_log': True},
+        {'name': 'Repositories', 'codeferry.bitbucket.repository_info': {'workspace': 'acme', 'name': ['api']}, 'register': 'repos'},
+        {'name': 'Refs', 'codeferry.bitbucket.ref_info': {'workspace': 'acme', 'repository': 'api', 'name': 'main'}, 'register': 'refs'},
+    ]}]
+    emulator.reset()
+    run = playbook.run(tasks, save=['token', 'repos', 'refs'], play_vars=play_vars(emulator, tmp_path))
+    assert run.rc == 0, run
+    assert run.results['repos']['repositories'][0]['full_name'] == 'acme/api'
+    assert run.results['refs']['refs'][0]['name'] == 'main'
+    assert emulator.stats()['requests']['token'] == 1  # one token, shared through the cache
