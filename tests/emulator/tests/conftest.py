@@ -6,7 +6,6 @@ emulator's CA, curl and git as subprocesses. Credentials come from the bundled d
 
 import base64
 import os
-import re
 import subprocess
 import urllib.parse
 
@@ -45,8 +44,6 @@ REPO_NOT_FOUND = ("The requested repository either does not exist or you do not 
 TOKEN_EXPIRED = 'Access token expired. Use your refresh token to obtain a new access token.'
 TOKEN_INVALID = 'Token is invalid, expired, or not supported for this endpoint.'
 RATE_LIMITED = 'Rate limit for this resource has been exceeded'
-
-TRACEBACK = re.compile(r'Traceback \(most recent call last\)|^\s*File ".*", line \d+', re.MULTILINE)
 
 
 def bearer(token):
@@ -180,9 +177,6 @@ class Bitbucket:
         return [repo['slug'] for repo in self.list_all('/repositories/acme', headers=headers, params=params)[1]]
 
     # ---- git ----
-    def host(self):
-        return urllib.parse.urlsplit(self.git_url).netloc
-
     def clone_url(self, workspace, slug, user=None, password=None):
         split = urllib.parse.urlsplit(self.git_url)
         userinfo = ''
@@ -223,79 +217,22 @@ class Bitbucket:
             refs[ref] = sha
         return refs
 
-    # ---- control ----
-    def stats(self):
-        return self.emu.stats()
 
-
-def _shared_fixture(request, name, **kwargs):
-    """The fixture `name` of tests/conftest.py.
-
-    tests/emulator/pyproject.toml makes pytest's rootdir tests/emulator when only this directory is
-    collected (`pytest tests/emulator/tests`), and then tests/conftest.py is not loaded at all. In that
-    case start an equivalent emulator here, so the suite runs either way.
-    """
-    try:
-        return request.getfixturevalue(name)
-    except pytest.FixtureLookupError:
-        from bitbucket_emulator.testing import Emulator
-        emulator = Emulator(**kwargs).start()
-        request.addfinalizer(emulator.stop)
-        return emulator
-
-
-@pytest.fixture(scope='session')
-def current_emulator(request):
-    """The shared emulator in current mode (the `emulator` fixture)."""
-    return _shared_fixture(request, 'emulator', mode='current')
-
-
-@pytest.fixture(scope='session')
-def old_emulator(request):
-    """The shared emulator in legacy mode (the `legacy_emulator` fixture)."""
-    return _shared_fixture(request, 'legacy_emulator', mode='legacy')
+@pytest.fixture
+def bb(emulator, tmp_path):
+    """Client for the shared `current` mode emulator (tests/conftest.py's `emulator`)."""
+    return Bitbucket(emulator, tmp_path)
 
 
 @pytest.fixture
-def new_emulator(request):
-    """make_emulator(**kwargs) -> a started emulator of its own, stopped after the test."""
-    try:
-        return request.getfixturevalue('make_emulator')
-    except pytest.FixtureLookupError:
-        from bitbucket_emulator.testing import Emulator
-
-        def make(**kwargs):
-            emulator = Emulator(**kwargs).start()
-            request.addfinalizer(emulator.stop)
-            return emulator
-        return make
-
-
-@pytest.fixture
-def bb(current_emulator, tmp_path):
-    """Client for the shared `current` mode emulator."""
-    return Bitbucket(current_emulator, tmp_path)
-
-
-@pytest.fixture
-def legacy_bb(old_emulator, tmp_path):
+def legacy_bb(legacy_emulator, tmp_path):
     """Client for the shared `legacy` mode emulator."""
-    return Bitbucket(old_emulator, tmp_path)
+    return Bitbucket(legacy_emulator, tmp_path)
 
 
 @pytest.fixture
 def bitbucket_for(tmp_path):
-    """Wrap any emulator (e.g. one from new_emulator) in a client."""
+    """Wrap any emulator (e.g. one from make_emulator) in a client."""
     def wrap(emulator):
         return Bitbucket(emulator, tmp_path)
     return wrap
-
-
-@pytest.fixture(scope='session')
-def demo(request):
-    """The bundled demo data as a dict (the `demo_data` fixture)."""
-    try:
-        return request.getfixturevalue('demo_data')
-    except pytest.FixtureLookupError:
-        from bitbucket_emulator.testing import load_demo_data
-        return load_demo_data()

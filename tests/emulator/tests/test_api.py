@@ -17,12 +17,12 @@ def alice(bb):
 
 
 @pytest.fixture(scope='module')
-def acme_repos(current_emulator):
+def acme_repos(emulator):
     """Every repository object of acme as alice sees it (fetched once, with an app password)."""
     values = []
-    url = current_emulator.api_url.rstrip('/') + '/repositories/acme?pagelen=100'
+    url = emulator.api_url.rstrip('/') + '/repositories/acme?pagelen=100'
     while url:
-        response = requests.get(url, auth=('alice', 'alice-app-password-1'), verify=current_emulator.ca_file, timeout=60)
+        response = requests.get(url, auth=('alice', 'alice-app-password-1'), verify=emulator.ca_file, timeout=60)
         assert response.status_code == 200, response.text
         page = response.json()
         values.extend(page['values'])
@@ -38,16 +38,16 @@ def query_of(url):
     return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
 
 
-def test_suite_constants_match_demo_data(bb, demo):
+def test_suite_constants_match_demo_data(bb, demo_data):
     """The expectations below are written out by hand; make sure they still describe the bundled data."""
-    acme = [ws for ws in demo['workspaces'] if ws['slug'] == 'acme'][0]
+    acme = [ws for ws in demo_data['workspaces'] if ws['slug'] == 'acme'][0]
     described = {repo['slug']: (repo['project'], repo['private'], repo['language'], repo['branches'], repo['tags'])
                  for repo in acme['repositories']}
     assert described == bb.ACME_REPOS
     assert acme['generate_repositories']['count'] == bb.GENERATED_COUNT
     assert acme['generate_repositories']['prefix'] == bb.GENERATED_PREFIX
     assert acme['members'] == ['alice']
-    consumers = {consumer['key']: (consumer['secret'], consumer['scopes'], consumer['callback_url']) for consumer in demo['consumers']}
+    consumers = {consumer['key']: (consumer['secret'], consumer['scopes'], consumer['callback_url']) for consumer in demo_data['consumers']}
     assert consumers[bb.ALICE_CONSUMER[0]] == (bb.ALICE_CONSUMER[1], ['repository', 'account'], bb.ALICE_CALLBACK)
     assert consumers[bb.BOB_CONSUMER[0]] == (bb.BOB_CONSUMER[1], ['account'], bb.BOB_CALLBACK)
 

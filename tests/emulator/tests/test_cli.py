@@ -138,30 +138,30 @@ def test_default_mode_is_current(serve):
 
 
 @pytest.mark.parametrize('hostname', ['127.0.0.1', 'localhost'])
-def test_certificate_covers_hostname(current_emulator, hostname):
-    port = urllib.parse.urlsplit(current_emulator.base_url).port
-    context = ssl.create_default_context(cafile=current_emulator.ca_file)
+def test_certificate_covers_hostname(emulator, hostname):
+    port = urllib.parse.urlsplit(emulator.base_url).port
+    context = ssl.create_default_context(cafile=emulator.ca_file)
     assert context.check_hostname
     with socket.create_connection(('127.0.0.1', port), timeout=30) as raw:
         with context.wrap_socket(raw, server_hostname=hostname) as tls:
             assert tls.getpeercert()
     url = 'https://%s:%d/2.0/repositories/acme/docs' % (hostname, port)
-    assert requests.get(url, verify=current_emulator.ca_file, timeout=30).status_code == 200
+    assert requests.get(url, verify=emulator.ca_file, timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize('hostname', ['127.0.0.1', 'localhost'])
-def test_curl_trusts_the_ca_for_hostname(current_emulator, hostname):
-    port = urllib.parse.urlsplit(current_emulator.base_url).port
+def test_curl_trusts_the_ca_for_hostname(emulator, hostname):
+    port = urllib.parse.urlsplit(emulator.base_url).port
     url = 'https://%s:%d/2.0/repositories/acme/docs' % (hostname, port)
-    result = subprocess.run(['curl', '-sS', '--cacert', current_emulator.ca_file, '-o', '/dev/null', '-w', '%{http_code}', url],
+    result = subprocess.run(['curl', '-sS', '--cacert', emulator.ca_file, '-o', '/dev/null', '-w', '%{http_code}', url],
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout == '200'
 
 
-def test_certificate_is_not_publicly_trusted(current_emulator):
+def test_certificate_is_not_publicly_trusted(emulator):
     with pytest.raises(requests.exceptions.SSLError):
-        requests.get(current_emulator.api_url.rstrip('/') + '/repositories/acme/docs', verify=True, timeout=30)
+        requests.get(emulator.api_url.rstrip('/') + '/repositories/acme/docs', verify=True, timeout=30)
 
 
 def run_to_exit(argv, timeout=20):

@@ -69,9 +69,8 @@ def test_delay_fault(fresh):
     slow = time.monotonic() - started
     assert response.status_code == 200
     assert slow >= 0.8
-    started = time.monotonic()
-    assert bb.get('/user', headers=headers).status_code == 200
-    assert time.monotonic() - started < 0.6
+    # The fault is used up: later requests are fast again (the best of three, to ride out a busy machine).
+    assert min(timed_get(bb, '/user', headers=headers) for dummy in range(3)) < 0.6
 
 
 def test_drop_fault(fresh):
@@ -172,9 +171,9 @@ def test_reset_zeroes(fresh, tmp_path):
 
 # ---------------------------------------------------------------- latency
 
-def timed_get(bb, path):
+def timed_get(bb, path, **kwargs):
     started = time.monotonic()
-    response = bb.get(path)
+    response = bb.get(path, **kwargs)
     assert response.status_code == 200
     return time.monotonic() - started
 
@@ -187,11 +186,11 @@ def test_latency_control(fresh):
         assert timed_get(bb, '/repositories/acme/docs') >= 0.6
     finally:
         bb.emu.latency(0)
-    assert timed_get(bb, '/repositories/acme/docs') < 0.5
+    assert min(timed_get(bb, '/repositories/acme/docs') for dummy in range(3)) < 0.5
 
 
-def test_latency_option(new_emulator, bitbucket_for):
-    bb = bitbucket_for(new_emulator(latency_ms=500))
+def test_latency_option(make_emulator, bitbucket_for):
+    bb = bitbucket_for(make_emulator(latency_ms=500))
     assert timed_get(bb, '/repositories/acme/docs') >= 0.5
 
 

@@ -8,7 +8,11 @@ import pytest
 
 def form_error(response):
     assert response.headers['Content-Type'].startswith('application/json')
-    return response.json()
+    body = response.json()
+    if 'error_description' in body:
+        # Bitbucket puts error_description first.
+        assert list(body) == ['error_description', 'error']
+    return body
 
 
 # ---------------------------------------------------------------- client credentials
