@@ -13,17 +13,17 @@ import requests
 
 CONSUMER = {'key': 'demoKey1234567890ab', 'secret': 'demoSecret+With/Odd=Chars0123456789'}
 
-TOKEN_TASK = """
-- name: Get a token
-  codeferry.bitbucket.oauth_token:
-    client_id: "{{ client_id }}"
-    client_secret: "{{ client_secret }}"
-    token_url: "{{ token_url }}"
-    ca_path: "{{ ca_path }}"
-    cache_dir: "{{ cache_dir }}"
-  register: token
-  no_log: true
-"""
+
+
+def token_task(**options):
+    """One oauth_token task registered as `token`, with the connection options from play_vars()."""
+    args = {'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}', 'token_url': '{{ token_url }}',
+            'ca_path': '{{ ca_path }}', 'cache_dir': '{{ cache_dir }}'}
+    args.update(options)
+    return [{'name': 'Get a token', 'codeferry.bitbucket.oauth_token': args, 'register': 'token', 'no_log': True}]
+
+
+TOKEN_TASK = token_task()
 
 
 def play_vars(emulator, cache_dir, **extra):
@@ -93,7 +93,7 @@ def test_min_ttl_forces_a_new_token(emulator, playbook, tmp_path):
     cache_dir = tmp_path / 'cache'
     assert playbook.run(TOKEN_TASK, play_vars=play_vars(emulator, cache_dir)).rc == 0
     emulator.reset()
-    task = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
+    task = token_task(min_ttl=7200)
     run = playbook.run(task, save=['token'], play_vars=play_vars(emulator, cache_dir))
     assert run.rc == 0, run
     assert run.results['token']['changed'] is True
@@ -102,7 +102,7 @@ def test_min_ttl_forces_a_new_token(emulator, playbook, tmp_path):
 
 def test_cache_disabled_mints_every_time(emulator, playbook, tmp_path):
     cache_dir = tmp_path / 'cache'
-    task = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    cache: false')
+    task = token_task(cache=False)
     emulator.reset()
     for dummy in range(2):
         run = playbook.run(task, save=['token'], play_vars=play_vars(emulator, cache_dir))
@@ -154,24 +154,12 @@ def test_refresh_token_rotation_across_runs(mode, emulator, legacy_emulator, pla
         'client_id': CONSUMER['key'], 'response_type': 'code', 'emulator_user': 'alice'},
         verify=emu.ca_file, allow_redirects=False, timeout=10)
     code = approve.headers['Location'].split('code=')[1].split('&')[0]
-    task = """
-    - name: Exchange the code
-      codeferry.bitbucket.oauth_token:
-        grant_type: authorization_code
-        code: "{{ code }}"
-        client_id: "{{ client_id }}"
-        client_secret: "{{ client_secret }}"
-        token_url: "{{ token_url }}"
-        ca_path: "{{ ca_path }}"
-        cache_dir: "{{ cache_dir }}"
-      register: token
-      no_log: true
-    """
+    task = token_task(grant_type='authorization_code', code='{{ code }}')
     run = playbook.run(task, save=['token'], play_vars=play_vars(emu, cache_dir, code=code))
     assert run.rc == 0, run
     refresh_tokens = [run.results['token']['refresh_token']]
 
-    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
+    renew = token_task(min_ttl=7200)
     for dummy in range(3):
         run = playbook.run(renew, save=['token'], play_vars=play_vars(emu, cache_dir))
         assert run.rc == 0, run
@@ -194,19 +182,7 @@ def test_explicit_refresh_token_grant(emulator, playbook, tmp_path):
     code = approve.headers['Location'].split('code=')[1].split('&')[0]
     minted = requests.post(emulator.token_url, auth=(CONSUMER['key'], CONSUMER['secret']),
                            data={'grant_type': 'authorization_code', 'code': code}, verify=emulator.ca_file, timeout=10).json()
-    task = """
-    - name: Refresh
-      codeferry.bitbucket.oauth_token:
-        grant_type: refresh_token
-        refresh_token: "{{ refresh }}"
-        client_id: "{{ client_id }}"
-        client_secret: "{{ client_secret }}"
-        token_url: "{{ token_url }}"
-        ca_path: "{{ ca_path }}"
-        cache: false
-      register: token
-      no_log: true
-    """
+    task = token_task(grant_type='refresh_token', refresh_token='{{ refresh }}', cache=False)
     run = playbook.run(task, save=['token'], play_vars=play_vars(emulator, tmp_path, refresh=minted['refresh_token']), verbosity=4)
     assert run.rc == 0, run
     assert run.results['token']['refresh_token'] != minted['refresh_token']
@@ -231,7 +207,7 @@ def test_rejected_cached_refresh_token_falls_back_to_client_credentials(legacy_e
     with open(path, 'w', encoding='utf-8') as handle:
         json.dump(cached, handle)
     emu.reset()
-    renew = TOKEN_TASK.replace('cache_dir: "{{ cache_dir }}"', 'cache_dir: "{{ cache_dir }}"\n    min_ttl: 7200')
+    renew = token_task(min_ttl=7200)
     run = playbook.run(renew, save=['token'], play_vars=play_vars(emu, cache_dir))
     assert run.rc == 0, run
     assert run.results['token']['changed'] is True
@@ -262,10 +238,8 @@ def test_corrupt_cache_file_is_replaced_with_a_warning(emulator, playbook, tmp_p
     ('option typo', {'pagelen': 100}, 'pagelen'),
 ])
 def test_bad_input_gives_a_clear_error(case, options, message, emulator, playbook, tmp_path, assert_no_secrets):
-    args = {'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}', 'token_url': '{{ token_url }}',
-            'ca_path': '{{ ca_path }}', 'cache_dir': '{{ cache_dir }}'}
-    args.update(options)
-    tasks = [{'name': case, 'codeferry.bitbucket.oauth_token': args, 'register': 'token', 'no_log': False}]
+    tasks = token_task(**options)
+    tasks[0].update(name=case, no_log=False)
     run = playbook.run(tasks, play_vars=play_vars(emulator, tmp_path / 'cache'), verbosity=4)
     assert run.rc != 0, run
     assert message in run.output
@@ -285,13 +259,9 @@ def test_certificate_from_another_ca_is_refused(emulator, make_emulator, playboo
 def test_lookup_shares_the_cache_with_the_module(emulator, playbook, tmp_path, assert_no_secrets):
     cache_dir = tmp_path / 'cache'
     emulator.reset()
-    tasks = TOKEN_TASK + """
-- name: The same token through the lookup
-  ansible.builtin.set_fact:
-    looked_up: "{{ lookup('codeferry.bitbucket.oauth_token', client_id=client_id, client_secret=client_secret,
-                   token_url=token_url, ca_path=ca_path, cache_dir=cache_dir) }}"
-  no_log: true
-"""
+    tasks = TOKEN_TASK + [{'name': 'The same token through the lookup', 'no_log': True, 'ansible.builtin.set_fact': {
+        'looked_up': "{{ lookup('codeferry.bitbucket.oauth_token', client_id=client_id, client_secret=client_secret, "
+                     "token_url=token_url, ca_path=ca_path, cache_dir=cache_dir) }}"}}]
     run = playbook.run(tasks, save=['token', 'looked_up'], play_vars=play_vars(emulator, cache_dir), verbosity=4)
     assert run.rc == 0, run
     assert run.results['looked_up'] == run.results['token']['access_token']
