@@ -14,7 +14,6 @@ import requests
 CONSUMER = {'key': 'demoKey1234567890ab', 'secret': 'demoSecret+With/Odd=Chars0123456789'}
 
 
-
 def token_task(**options):
     """One oauth_token task registered as `token`, with the connection options from play_vars()."""
     args = {'client_id': '{{ client_id }}', 'client_secret': '{{ client_secret }}', 'token_url': '{{ token_url }}',
