@@ -18,6 +18,7 @@ ACCOUNT_PASSWORD = (
     "Bitbucket Cloud recently stopped supporting account passwords for API authentication. "
     "See our community post for more details: https://atlassian.community/t5/x/x/ba-p/1948231\n"
 )
+SCOPES_LACKING = "Your credentials lack one or more required privilege scopes."
 BASIC_CHALLENGE = 'Basic realm="Bitbucket.org HTTP"'
 ROLES = ("member", "contributor", "admin", "owner")
 
@@ -102,11 +103,8 @@ class RestApi:
         try:
             if not credential.has_scope(resource):
                 needed = credential.required_scope(resource)
-                raise ApiError(
-                    403,
-                    "Your credentials lack one or more required privilege scopes (required: %s)." % needed,
-                    detail={"required": [needed], "granted": list(credential.scopes)},
-                )
+                # Bitbucket's exact wording; the scopes are named in detail only.
+                raise ApiError(403, SCOPES_LACKING, detail={"required": [needed], "granted": list(credential.scopes)})
             body = getattr(self, "_" + endpoint)(request, credential, Links(request), **values)
             body = apply_fields(body, request.args.get("fields"))
         except (ParameterError, bbql.QueryError) as err:

@@ -3,7 +3,8 @@
 Grammar (keywords are case-insensitive):
     expr       := and_expr ("OR" and_expr)*
     and_expr   := primary ("AND" primary)*
-    primary    := "(" expr ")" | FIELD OPERATOR value
+    primary    := "(" expr ")" | FIELD OPERATOR value | FIELD ["NOT"] "IN" list
+    list       := "(" value ("," value)* ")"
     value      := "string" | number | true | false | null | unquoted ISO-8601 datetime
 """
 
@@ -13,7 +14,7 @@ import re
 # Field types: "string", "bool", "number", "datetime".
 _TOKEN_RE = re.compile(
     r"""\s*(?:
-        (?P<lparen>\() | (?P<rparen>\)) |
+        (?P<lparen>\() | (?P<rparen>\)) | (?P<comma>,) |
         (?P<op>!=|!~|<=|>=|=|~|<|>) |
         (?P<string>"(?:[^"\\]|\\.)*") |
         (?P<datetime>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?(?![\w.:-])) |
@@ -30,7 +31,7 @@ class QueryError(ValueError):
 
 
 def parse_datetime(text):
-    """Parse an ISO-8601 date or datetime; no offset means UTC."""
+    """Parse an ISO-8601 date or datetime; no offset means UTC. ValueError for impossible dates (2015-02-30)."""
     text = text.replace("Z", "+00:00")
     if re.search(r"[+-]\d{4}$", text):
         text = text[:-2] + ":" + text[-2:]
@@ -110,6 +111,11 @@ class _Parser:
             text = text[len("values."):]
         if text not in self.fields:
             raise QueryError("Invalid field name: %s" % text)
+        negated = self._keyword("NOT")
+        if self._keyword("IN"):
+            return ("in", text, self.fields[text], negated, self._list(text, self.fields[text]))
+        if negated:
+            raise self._error("IN")
         kind, operator, _pos = self._peek()
         if kind != "op":
             raise self._error("an operator")
@@ -117,9 +123,23 @@ class _Parser:
         value = self._value(text, self.fields[text], operator)
         return ("cmp", text, self.fields[text], operator, value)
 
+    def _list(self, field, field_type):
+        """The ("a", "b") list after IN or NOT IN."""
+        if self._peek()[0] != "lparen":
+            raise self._error("'(' to start the list")
+        self.index += 1
+        values = [self._value(field, field_type, "=")]
+        while self._peek()[0] == "comma":
+            self.index += 1
+            values.append(self._value(field, field_type, "="))
+        if self._peek()[0] != "rparen":
+            raise self._error("',' or ')'")
+        self.index += 1
+        return values
+
     def _value(self, field, field_type, operator):
         kind, text, _pos = self._peek()
-        if kind is None or kind in ("lparen", "rparen", "op"):
+        if kind is None or kind in ("lparen", "rparen", "op", "comma"):
             raise self._error("a value")
         self.index += 1
         if kind == "word":
@@ -134,7 +154,10 @@ class _Parser:
             literal = float(text) if "." in text else int(text)
             value_type = "number"
         else:
-            literal = parse_datetime(text)
+            try:
+                literal = parse_datetime(text)
+            except ValueError:
+                raise QueryError("Invalid query: %s is not a valid date or time" % text) from None
             value_type = "datetime"
         if field_type == "datetime" and value_type == "string":
             try:
@@ -182,6 +205,11 @@ def _evaluate(node, obj):
         return all(_evaluate(child, obj) for child in node[1])
     if node[0] == "or":
         return any(_evaluate(child, obj) for child in node[1])
+    if node[0] == "in":
+        _in, path, field_type, negated, values = node
+        actual = lookup(obj, path)
+        found = any(_compare(actual, "=", value, field_type) for value in values)
+        return found != negated
     _cmp, path, field_type, operator, expected = node
     return _compare(lookup(obj, path), operator, expected, field_type)
 

@@ -10,16 +10,16 @@ class ParameterError(ValueError):
     """A bad page, pagelen or similar parameter; the message goes into a 400 error."""
 
 
-def _positive_int(request, name, default):
+def _positive_int(request, name, default, message=None):
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ParameterError("Invalid %s: %r is not a number" % (name, raw)) from None
+        raise ParameterError(message or "Invalid %s: %r is not a number" % (name, raw)) from None
     if value < 1:
-        raise ParameterError("Invalid %s: must be 1 or more" % name)
+        raise ParameterError(message or "Invalid %s: must be 1 or more" % name)
     return value
 
 
@@ -44,7 +44,9 @@ def paginate(request, items, default_pagelen=10):
     pagelen = _positive_int(request, "pagelen", default_pagelen)
     if pagelen > MAX_PAGELEN:
         raise ParameterError("Invalid pagelen: the maximum is %d" % MAX_PAGELEN)
-    page = _positive_int(request, "page", 1)
+    # Bitbucket answers a bad page (page=2/ from a client bug) with a bare 400 "Invalid page"
+    # (a 55-byte body in atlassian-python-api#801).
+    page = _positive_int(request, "page", 1, message="Invalid page")
     start = (page - 1) * pagelen
     envelope = {"size": len(items), "page": page, "pagelen": pagelen}
     if start + pagelen < len(items):
@@ -106,7 +108,9 @@ def apply_fields(document, spec):
     """
     if not spec:
         return document
-    specs = [item.strip() for item in spec.split(",") if item.strip()]
+    # Names are not trimmed: an unencoded "+" arrives as a space, and Bitbucket's documentation says
+    # " foo" then matches no field (so a forgotten %2B shows up here as it does on Bitbucket).
+    specs = [item for item in spec.split(",") if item.strip()]
     whitelist = any(item[0] not in "+-" for item in specs)
     result = {} if whitelist else copy.deepcopy(document)
     for item in specs:

@@ -143,6 +143,14 @@ def test_pagelen_out_of_range_is_400(bb, alice, pagelen):
     assert response.json()['type'] == 'error'
 
 
+@pytest.mark.parametrize('page', ['2/', 'two', '0', '-1'])
+def test_bad_page_is_400_invalid_page(bb, alice, page):
+    # atlassian-python-api#801: "?page=2/" got a 400 with a 55-byte body, Bitbucket's bare "Invalid page".
+    response = bb.get('/repositories/acme', headers=alice, params={'page': page})
+    assert response.status_code == 400
+    assert response.content == b'{"type": "error", "error": {"message": "Invalid page"}}'
+
+
 @pytest.mark.parametrize('pagelen', [1, 100])
 def test_pagelen_bounds_accepted(bb, alice, pagelen):
     response = bb.get('/repositories/acme', headers=alice, params={'pagelen': pagelen})
@@ -184,6 +192,13 @@ BBQL_CASES = [
     ('slug ~ "INF"', lambda r: 'inf' in r['slug'].lower(), {'infra'}),
     ('language != "python" AND is_private = true', lambda r: r['language'] != 'python' and r['is_private'], {'web', 'infra'}),
     ('project.key = "GEN" AND is_private = false', lambda r: proj(r) == 'GEN' and not r['is_private'], set()),
+    # IN and NOT IN with list literals (the 2026 filtering narrative).
+    ('project.key IN ("DOC", "OPS")', lambda r: proj(r) in ('DOC', 'OPS'), {'docs', 'infra'}),
+    ('slug in ("api")', lambda r: r['slug'] == 'api', {'api'}),
+    ('project.key NOT IN ("GEN", "PROJ")', lambda r: proj(r) not in ('GEN', 'PROJ'), {'docs', 'infra'}),
+    ('language IN ("python", "shell") AND is_private = true',
+     lambda r: r['language'] in ('python', 'shell') and r['is_private'], {'api', 'infra'}),
+    ('slug = "web" OR project.key not in ("GEN","PROJ","OPS")', lambda r: r['slug'] == 'web' or proj(r) == 'DOC', {'web', 'docs'}),
 ]
 
 
@@ -235,11 +250,24 @@ def test_bbql_updated_on(bb, alice, acme_repos):
     assert len(bb.acme_slugs(alice, q='updated_on > 1990-01-01T00:00:00')) == 254
 
 
-@pytest.mark.parametrize('q', ['slug = ', 'slug = "api" AND', '(slug = "api"', 'nosuchfield = "x"', 'slug == "api"'])
+@pytest.mark.parametrize('q', [
+    'slug = ', 'slug = "api" AND', '(slug = "api"', 'nosuchfield = "x"', 'slug == "api"',
+    # impossible dates are the client's mistake (400), not a server error
+    'updated_on > 2015-02-30', 'updated_on < 2015-13-01T25:00', 'created_on IN (2015-02-30)',
+    'slug IN ()', 'slug IN "api"', 'slug IN ("api",)', 'slug NOT = "api"', 'slug IN ("api" "web")', 'slug IN (1, 2)',
+])
 def test_bbql_invalid_is_400(bb, alice, q):
     response = bb.get('/repositories/acme', headers=alice, params={'q': q})
     assert response.status_code == 400
     assert response.json()['type'] == 'error'
+
+
+def test_bbql_in_on_datetimes_and_refs(bb, alice, acme_repos):
+    api = next(repo for repo in acme_repos if repo['slug'] == 'api')
+    assert bb.acme_slugs(alice, q='updated_on IN (%s, 1999-01-01)' % api['updated_on']) == ['api']
+    response = bb.get('/repositories/acme/web/refs/tags', headers=alice, params={'q': 'name NOT IN ("v2.3.0")'})
+    assert response.status_code == 200, response.text
+    assert [tag['name'] for tag in response.json()['values']] == ['v2.4.0']
 
 
 def test_bbql_respects_visibility(bb, acme_repos):
@@ -314,6 +342,18 @@ def test_fields_exclusion(bb, alice):
     listing = bb.get('/repositories/acme', headers=alice, params={'fields': '-values.links'}).json()
     assert listing['size'] == 254
     assert all('links' not in value and 'slug' in value for value in listing['values'])
+
+
+def test_fields_unencoded_plus_matches_nothing(bb, alice):
+    # partial-response docs: without %2B the "+" is an encoded space, "which will not match any fields".
+    url = bb.api_url + '/repositories/acme/api?fields='
+    encoded = bb.get(url + '%2Bproject.key,-links', headers=alice)
+    assert encoded.status_code == 200
+    assert encoded.json()['project']['key'] == 'PROJ' and 'links' not in encoded.json() and 'slug' in encoded.json()
+    raw = bb.get(url + '+project.key', headers=alice)
+    assert raw.status_code == 200
+    assert raw.json() == {}
+    assert bb.get(url + 'slug,+project.key', headers=alice).json() == {'slug': 'api'}
 
 
 def test_fields_dotted_whitelist_on_object(bb, alice):

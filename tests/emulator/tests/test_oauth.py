@@ -404,6 +404,20 @@ def test_account_scope_only_consumer_cannot_list_repositories(bb):
     assert single.status_code == 403
 
 
+def test_lacking_scope_error_body_is_bitbucket_s(bb):
+    # The message is Bitbucket's fixed sentence; the scopes are in detail (backstage#22383, gildas/bitbucket-cli#56).
+    token = bb.client_credentials(consumer=bb.BOB_CONSUMER)['access_token']
+    response = bb.get('/repositories/bobspace', headers=bb.bearer(token))
+    assert response.status_code == 403
+    assert response.json() == {'type': 'error', 'error': {
+        'message': 'Your credentials lack one or more required privilege scopes.',
+        'detail': {'required': ['repository'], 'granted': ['account']}}}
+    wat = bb.get('/user', headers=bb.bearer(bb.ACME_WAT))
+    assert wat.status_code == 403
+    assert bb.error_message(wat) == 'Your credentials lack one or more required privilege scopes.'
+    assert wat.json()['error']['detail'] == {'required': ['account'], 'granted': ['repository']}
+
+
 # ---------------------------------------------------------------- Basic auth on the API
 
 def test_app_password_basic(bb):
