@@ -46,6 +46,10 @@ notes:
     M(codeferry.bitbucket.oauth_token) and the P(codeferry.bitbucket.oauth_token#lookup) lookup, and requests one
     with the C(client_credentials) grant only when no cached token has at least 300 seconds left.
     If the API reports the token as expired, the module requests a new one once and retries.
+    This happens in check mode too, since the module needs a token to read anything.
+  - Set E(BITBUCKET_CLIENT_SECRET), E(BITBUCKET_ACCESS_TOKEN) and E(BITBUCKET_PASSWORD) in the environment of
+    C(ansible-playbook), not with the C(environment) keyword of a task or play. Ansible puts those variables on
+    the command line that runs the module, where C(ps) and C(-vvv) show them.
   - Requests answered with HTTP 429, 502, 503 or 504, and dropped connections, are retried up to 5 times with
     exponential backoff (0.5 to 8 seconds, with jitter), honouring C(Retry-After) when the server sends it.
 '''
@@ -78,7 +82,10 @@ options:
     default: true
   cache_dir:
     description:
-      - Directory of the token cache, created with mode C(0700) if missing. Each OAuth consumer
+      - Directory of the token cache, created with mode C(0700) if missing. An existing directory must belong
+        to the user running Ansible and must not be writable by others; a shared directory such as C(/tmp)
+        is refused, never C(chmod)-ed. A directory of your own that others can read is set to C(0700).
+      - Each OAuth consumer
         (O(token_url) and O(client_id)) has one file in it, mode C(0600), named after a SHA-256 hash of
         the two. The secret is never part of the name.
       - If not set, the environment variable E(BITBUCKET_TOKEN_CACHE_DIR) is used,
@@ -93,10 +100,12 @@ options:
   ca_path:
     description:
       - PEM file with the CA certificates to trust instead of the system store.
+      - With O(validate_certs=true), a missing file, a directory, or a file without a PEM certificate
+        fails the task before any request.
     type: path
   timeout:
     description:
-      - Timeout in seconds for each HTTP request.
+      - Timeout in seconds for each HTTP request, from V(1) to V(3600).
     type: int
     default: 30
 '''

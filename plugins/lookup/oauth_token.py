@@ -24,6 +24,9 @@ extends_documentation_fragment:
 notes:
   - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
   - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.
+  - Like every lookup, it also runs in check mode, and then requests and caches a token when needed.
+  - Set E(BITBUCKET_CLIENT_SECRET) in the environment of C(ansible-playbook). The C(environment) keyword of a
+    task does not reach lookups, which run on the controller before the task.
 seealso:
   - module: codeferry.bitbucket.oauth_token
 '''
@@ -53,10 +56,9 @@ from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_timeout
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import resolve_credentials, token_cache
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import REDACTED, PluginHttp
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, redact
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenEndpoint, get_token
 
 display = Display()
@@ -78,16 +80,15 @@ class LookupModule(LookupBase):
         try:
             return [self._token(params, secrets)]
         except BitbucketError as exc:
-            # Messages are built without secrets; this is only a second line of defence.
             message = str(exc)
-            for secret in secrets:
-                if isinstance(secret, str) and len(secret) >= 4:
-                    message = message.replace(secret, REDACTED)
-            raise AnsibleError('codeferry.bitbucket.oauth_token: %s' % message)
+        except Exception as exc:  # pylint: disable=broad-except
+            # A bug or an input nobody foresaw: one message, and no traceback that could hold a secret.
+            message = 'unexpected error (please report it): %s: %s' % (type(exc).__name__, exc)
+        # Messages are built without secrets; this is only a second line of defence.
+        raise AnsibleError('codeferry.bitbucket.oauth_token: %s' % redact(message, secrets))
 
     @staticmethod
     def _token(params, secrets):
-        validate_timeout(params['timeout'])
         dummy, values, dummy_env = resolve_credentials(params, allowed=('client_credentials',))
         secrets.append(values['client_secret'])
         http = PluginHttp(validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'])

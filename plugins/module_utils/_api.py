@@ -26,7 +26,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     TransportError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import safe_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import redact, safe_url
 
 PAGELEN = 100
 MAX_PARALLEL_PAGES = 8
@@ -48,9 +48,11 @@ def validate_url(name, value):
     try:
         parts = urlsplit(value)
         hostname = parts.hostname
-        parts.port  # pylint: disable=pointless-statement  # raises ValueError on a bad port
+        port = parts.port  # raises ValueError on a bad port
     except ValueError:
         raise ValidationError("%s must be an absolute https:// URL, got '%s'" % (name, safe_url(value)))
+    if port == 0:
+        raise ValidationError("%s must not use port 0, got '%s'" % (name, safe_url(value)))
     if parts.scheme not in ('https', 'http') or not hostname:
         raise ValidationError("%s must be an absolute https:// URL, got '%s'" % (name, safe_url(value)))
     if '@' in parts.netloc:
@@ -67,12 +69,6 @@ def validate_slug(name, value):
         raise ValidationError('%s must be a non-empty slug, got %r' % (name, value))
     if not _WORKSPACE_RE.match(value):
         raise ValidationError("%s must be a slug (letters, digits, '-', '_', '.') or a {uuid}, got %r" % (name, value))
-    return value
-
-
-def validate_timeout(value):
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValidationError('timeout must be a positive number of seconds, got %r' % (value,))
     return value
 
 
@@ -148,8 +144,15 @@ def send_with_retries(send, policy, method, url, retry_transport=True):
 # Responses
 
 
-def error_message(status, headers, body):
-    """The server's explanation of an error response, from the JSON envelope or the text."""
+def error_message(status, headers, body, secrets=()):
+    """The server's explanation of an error response, from the JSON envelope or the text.
+
+    secrets: values the request carried; a server that echoes one gets it redacted.
+    """
+    return redact(_server_text(headers, body), secrets)
+
+
+def _server_text(headers, body):
     content_type = (headers.get('content-type') or '').lower()
     text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else (body or '')
     try:
@@ -191,10 +194,10 @@ def parse_json(method, url, status, body):
                             status=status, url=safe_url(url), method=method)
 
 
-def raise_for_status(method, url, status, headers, body, retries=0):
+def raise_for_status(method, url, status, headers, body, retries=0, secrets=()):
     if status < 400:
         return
-    server_message = error_message(status, headers, body)
+    server_message = error_message(status, headers, body, secrets)
     message = '%s %s: HTTP %s: %s' % (method, safe_url(url), status, server_message)
     if retries:
         message += ' (gave up after %d retries)' % retries
@@ -305,10 +308,14 @@ class BitbucketClient(object):
                     self.auth.refresh(auth_headers)
                 refreshed = True
                 continue
-            raise_for_status(method, url, status, resp_headers, body, retries)
+            raise_for_status(method, url, status, resp_headers, body, retries, self._secrets(auth_headers))
             if status == 204 or not body:
                 return None
             return parse_json(method, url, status, body)
+
+    def _secrets(self, auth_headers):
+        # The credential part of each header (a Basic pair is only there, base64-encoded) and the raw secrets.
+        return [value.partition(' ')[2] for value in auth_headers.values()] + self.auth.secrets()
 
     def get(self, *segments, **params):
         return self.request('GET', self.url(*segments, **params))
@@ -338,6 +345,9 @@ class BitbucketClient(object):
                 values.extend(page.get('values', []))
             # The last page can still have a next link when the collection grew meanwhile.
             next_url = pages[-1].get('next')
+            if next_url and not isinstance(next_url, str):
+                raise ProtocolError('GET %s: the response has a next link of type %s' % (safe_url(url), type(next_url).__name__),
+                                    url=safe_url(url))
             if not next_url or next_url in seen_next:
                 return values
             seen_next.add(next_url)

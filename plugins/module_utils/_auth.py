@@ -14,8 +14,9 @@ import base64
 import os
 import threading
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_timeout, validate_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
     DEFAULT_TOKEN_URL,
     GRANT_TYPES,
@@ -173,6 +174,10 @@ class AccessTokenAuth(AuthMethod):
 
     def __init__(self, access_token):
         super(AccessTokenAuth, self).__init__()
+        if has_control_chars(access_token):
+            # Sent as is in a header: http.client would refuse it with an error that quotes the token.
+            raise ValidationError('access_token contains whitespace or control characters (a stray newline from a '
+                                  'file or a vault?); pass the token alone')
         self._token = access_token
 
     def headers(self):
@@ -264,7 +269,6 @@ def build_auth(params, http, environ=None, retry=None):
 
     Returns (AuthMethod, [environment variables used]).
     """
-    validate_timeout(params.get('timeout', 30))
     name, values, from_env = resolve_credentials(params, environ)
     cls = AUTH_METHODS[name]
     if cls is ClientCredentialsAuth:

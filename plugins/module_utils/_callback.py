@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hmac
+import html
 import socket
 import time
 
@@ -64,7 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if 'error' in query:
             server.error = '%s: %s' % (query['error'][0], query.get('error_description', ['access was not granted'])[0])
-            self._answer(400, 'Access not granted', 'Bitbucket reported: %s' % server.error)
+            # The text comes from the query string: escape it, the page is served on a loopback port.
+            self._answer(400, 'Access not granted', 'Bitbucket reported: %s' % html.escape(server.error))
             return
         code = query.get('code', [''])[0]
         if not code:

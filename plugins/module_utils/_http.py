@@ -11,18 +11,20 @@ get a response at all raises TransportError with a short, secret-free message.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
 
 from urllib.error import HTTPError, URLError
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import fetch_url, open_url
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import TransportError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import TransportError, ValidationError
 
 REDACTED = '********'
+MAX_TIMEOUT = 3600
 
 # Query parameters whose values are never shown, whatever the server put in a link.
 _SECRET_PARAMS = re.compile(r'(?:token|secret|password|passwd|code|key|jwt|signature|sig)$', re.IGNORECASE)
@@ -47,6 +49,52 @@ def safe_url(url):
             pairs.append('%s=%s' % (name, value))
         query = '&'.join(pairs)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ''))
+
+
+_CONTROL = re.compile(r'[\x00-\x20\x7f]')
+
+
+def has_control_chars(value):
+    """Whitespace or control characters: invalid in a header value, and http.client's error would quote it."""
+    return bool(_CONTROL.search(value))
+
+
+def redact(text, secrets):
+    """text with every secret replaced by REDACTED, also in the encodings a server may echo back.
+
+    Server-provided text (error bodies) is the one part of a message that shared code does not
+    build itself; a server or proxy that echoes the request would quote the secrets as they
+    were sent: raw, percent-encoded in a form body, or inside a Basic credential.
+    """
+    forms = set()
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4:
+            forms.update((secret, quote(secret, safe=''), quote(secret), quote_plus(secret)))
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def validate_timeout(value):
+    # The upper bound catches typos before urllib turns them into an obscure overflow error.
+    if (value is None or isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_TIMEOUT):
+        raise ValidationError('timeout must be a number of seconds above 0 and at most %d, got %r' % (MAX_TIMEOUT, value))
+    return value
+
+
+def check_ca_path(ca_path):
+    """Fail early, and clearly, on a ca_path that urllib would only report as a connection failure."""
+    if not os.path.exists(ca_path):
+        raise ValidationError('ca_path %s does not exist' % ca_path)
+    if os.path.isdir(ca_path):
+        raise ValidationError('ca_path %s is a directory; give the PEM file of the CA certificates' % ca_path)
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=ca_path)
+    except ssl.SSLError:
+        raise ValidationError('ca_path %s holds no PEM certificate that can be used' % ca_path)
+    except OSError as exc:
+        raise ValidationError('cannot read ca_path %s: %s' % (ca_path, exc.strerror or exc))
 
 
 _DROPPED_MARKERS = ('connection reset', 'remote end closed', 'closed before a valid response', 'incompleteread',
@@ -112,6 +160,10 @@ class HttpHelper(object):
     """Common options; subclasses implement _send()."""
 
     def __init__(self, validate_certs=True, ca_path=None, timeout=30):
+        # Checked here, once for every front end, before anything is sent.
+        validate_timeout(timeout)
+        if ca_path and validate_certs:
+            check_ca_path(ca_path)
         self.validate_certs = validate_certs
         self.ca_path = ca_path
         self.timeout = timeout

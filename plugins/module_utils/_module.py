@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import os
+import traceback
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient, validate_timeout
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import ENV_VARS, SECRET_OPTIONS, build_auth
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import ModuleHttp
@@ -16,7 +17,6 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import M
 
 def module_http(module):
     params = module.params
-    validate_timeout(params.get('timeout'))
     return ModuleHttp(module, validate_certs=params.get('validate_certs', True), ca_path=params.get('ca_path'),
                       timeout=params.get('timeout'))
 
@@ -64,5 +64,11 @@ class ModuleRunner(object):
         except BitbucketError as exc:
             self._auth_cleanup()
             self.module.fail_json(msg=str(exc), **exc.result_fields())
+        except Exception as exc:  # pylint: disable=broad-except
+            # A bug or an input nobody foresaw: still one message, with the traceback only at -vvv.
+            # fail_json masks the secrets this task knows in both.
+            self._auth_cleanup()
+            self.module.fail_json(msg='unexpected error (please report it): %s: %s' % (type(exc).__name__, exc),
+                                  exception=traceback.format_exc())
         self._auth_cleanup()
         self.module.exit_json(**result)

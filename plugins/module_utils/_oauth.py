@@ -34,7 +34,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     TokenRequestError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import safe_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, redact, safe_url
 
 DEFAULT_TOKEN_URL = 'https://bitbucket.org/site/oauth2/access_token'
 DEFAULT_CACHE_DIR = '~/.cache/codeferry.bitbucket/tokens'
@@ -107,13 +107,17 @@ class Token(object):
         access_token = payload.get('access_token')
         if not isinstance(access_token, str) or not access_token:
             raise ProtocolError('POST %s: the token response has no access_token' % safe_url(token_url))
+        if has_control_chars(access_token):
+            # It goes into an Authorization header, where http.client would quote it in its error.
+            raise ProtocolError('POST %s: the token response has an access_token with whitespace or control characters'
+                                % safe_url(token_url))
         expires_in = payload.get('expires_in', 3600)
         try:
             expires_in = float(expires_in)
         except (TypeError, ValueError):
             raise ProtocolError('POST %s: the token response has an invalid expires_in' % safe_url(token_url))
         refresh_token = payload.get('refresh_token')
-        if refresh_token is not None and not isinstance(refresh_token, str):
+        if refresh_token is not None and (not isinstance(refresh_token, str) or has_control_chars(refresh_token)):
             raise ProtocolError('POST %s: the token response has an invalid refresh_token' % safe_url(token_url))
         try:
             scopes = parse_scopes(payload)
@@ -179,8 +183,14 @@ class TokenCache(object):
         if hasattr(os, 'geteuid') and info.st_uid != os.geteuid():
             raise CacheError('the token cache directory %s belongs to another user; set cache_dir to a directory of your own'
                              % self.directory)
-        if stat.S_IMODE(info.st_mode) != 0o700:
-            # makedirs() is subject to the umask, and an existing directory may be too open.
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_ISVTX):
+            # A shared directory such as /tmp: others could plant a cache file, and tightening its
+            # mode would break everyone else who uses it. Refuse rather than chmod it.
+            raise CacheError('the token cache directory %s is writable by other users (mode %04o); set cache_dir to a '
+                             'directory of your own' % (self.directory, mode))
+        if mode != 0o700:
+            # makedirs() is subject to the umask, and an existing private directory may be readable by others.
             try:
                 os.chmod(self.directory, 0o700)
             except OSError as exc:
@@ -304,6 +314,9 @@ class TokenEndpoint(object):
         raw = ('%s:%s' % (self.client_id, self._client_secret)).encode('utf-8')
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
 
+    def _secrets(self, fields):
+        return [self._client_secret, self._basic().partition(' ')[2]] + [value for value in fields.values() if value]
+
     def grant(self, grant_type, now=None, **fields):
         """Request a token; returns a Token or raises TokenRequestError / TransportError."""
         form = [('grant_type', grant_type)]
@@ -324,27 +337,29 @@ class TokenEndpoint(object):
         status, resp_headers, body, retries = send_with_retries(
             send, self.retry, 'POST', self.token_url, retry_transport=(grant_type == 'client_credentials'))
         if status >= 400:
-            raise self._error(status, resp_headers, body, grant_type, retries)
+            raise self._error(status, resp_headers, body, grant_type, retries, self._secrets(fields))
         try:
             payload = json.loads(body.decode('utf-8'))
         except (ValueError, UnicodeDecodeError):
-            raise ProtocolError('POST %s: HTTP %s: the token response is not JSON (%s)'
-                                % (safe_url(self.token_url), status, error_message(status, resp_headers, body)),
+            # Never quote the body: a server that answers in another encoding puts the new token in it.
+            raise ProtocolError('POST %s: HTTP %s: the token response is not JSON (content type %s)'
+                                % (safe_url(self.token_url), status, resp_headers.get('content-type') or 'not given'),
                                 status=status, url=safe_url(self.token_url), method='POST')
         return Token.from_response(payload, self.token_url, self.client_id, grant_type, issued_at)
 
-    def _error(self, status, headers, body, grant_type, retries):
+    def _error(self, status, headers, body, grant_type, retries, secrets):
         error = description = None
         try:
             payload = json.loads(body.decode('utf-8'))
         except (ValueError, UnicodeDecodeError, AttributeError):
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get('error'), str):
-            error = payload['error']
+            error = redact(payload['error'], secrets)
             description = payload.get('error_description')
+            description = redact(str(description), secrets) if description else None
             detail = '%s: %s' % (error, description) if description else error
         else:
-            detail = error_message(status, headers, body)
+            detail = error_message(status, headers, body, secrets)
         message = 'POST %s (grant_type=%s): HTTP %s: %s' % (safe_url(self.token_url), grant_type, status, detail)
         if retries:
             message += ' (gave up after %d retries)' % retries

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ProtocolError, ValidationError
 
 REF_KINDS = ('branch', 'tag', 'all')
 _REF_PREFIXES = (('refs/heads/', 'branch'), ('refs/tags/', 'tag'))
@@ -25,14 +25,15 @@ def strip_userinfo(url):
 
 
 def _link(links, name):
-    value = (links or {}).get(name)
+    value = links.get(name) if isinstance(links, dict) else None
     if isinstance(value, list):  # clone links come as a list of {name, href}
         value = value[0] if value else None
     return value.get('href') if isinstance(value, dict) else None
 
 
 def _clone_link(links, name):
-    for entry in (links or {}).get('clone') or []:
+    entries = links.get('clone') if isinstance(links, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and entry.get('name') == name:
             return entry.get('href')
     return None
@@ -46,11 +47,20 @@ def _get(data, *path):
     return data
 
 
+def _object(value, what):
+    # A server (or a proxy in front of it) can answer 200 with any JSON: say so instead of crashing.
+    if not isinstance(value, dict):
+        found = 'nothing' if value is None else 'a JSON %s' % type(value).__name__
+        raise ProtocolError('the API returned %s where a %s object was expected' % (found, what))
+    return value
+
+
 def repository_summary(repo):
-    full_name = repo.get('full_name') or ''
+    _object(repo, 'repository')
+    full_name = repo.get('full_name') if isinstance(repo.get('full_name'), str) else ''
     workspace = _get(repo, 'workspace', 'slug') or (full_name.split('/', 1)[0] if '/' in full_name else None)
     slug = repo.get('slug') or (full_name.split('/', 1)[1] if '/' in full_name else repo.get('name'))
-    links = repo.get('links') or {}
+    links = repo.get('links')
     return dict(
         full_name=full_name,
         slug=slug,
@@ -59,7 +69,7 @@ def repository_summary(repo):
         workspace=workspace,
         project_key=_get(repo, 'project', 'key'),
         is_private=repo.get('is_private'),
-        mainbranch=_get(repo, 'mainbranch', 'name'),
+        mainbranch=mainbranch(repo),
         description=repo.get('description'),
         language=repo.get('language'),
         size=repo.get('size'),
@@ -71,14 +81,18 @@ def repository_summary(repo):
 
 
 def ref_summary(ref, kind=None):
-    target = ref.get('target') or {}
-    ref_type = ref.get('type') or kind
+    _object(ref, 'branch or tag')
     return dict(
         name=ref.get('name'),
-        type=ref_type,
-        commit=target.get('hash'),
-        date=target.get('date') or ref.get('date'),
+        type=ref.get('type') or kind,
+        commit=_get(ref, 'target', 'hash'),
+        date=_get(ref, 'target', 'date') or ref.get('date'),
     )
+
+
+def mainbranch(repo):
+    """Name of a repository's main branch, or None."""
+    return _get(_object(repo, 'repository'), 'mainbranch', 'name')
 
 
 def split_ref_name(name, kind):

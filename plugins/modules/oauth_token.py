@@ -47,6 +47,9 @@ options:
 notes:
   - The result contains the token. Use C(no_log=true) on the task, and pass the token on through a variable
     rather than printing it.
+  - Set E(BITBUCKET_CLIENT_SECRET) in the environment of C(ansible-playbook), not with the C(environment) keyword
+    of the task. Ansible puts those variables on the command line that runs the module, where C(ps) and C(-vvv)
+    show them.
 seealso:
   - plugin: codeferry.bitbucket.oauth_token
     plugin_type: lookup

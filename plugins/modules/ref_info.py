@@ -141,7 +141,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import va
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import api_argument_spec
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import NotFoundError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import REF_KINDS, ref_summary, split_ref_name
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import REF_KINDS, mainbranch, ref_summary, split_ref_name
 
 _COLLECTIONS = (('branch', 'branches'), ('tag', 'tags'))
 
@@ -173,7 +173,7 @@ def resolve(runner):
                 raise
     if name is not None and not refs:
         raise NotFoundError('%s/%s has no branch or tag named %r' % (workspace, repository, name), status=404)
-    result = dict(changed=False, refs=refs, mainbranch=((repo or {}).get('mainbranch') or {}).get('name'))
+    result = dict(changed=False, refs=refs, mainbranch=mainbranch(repo))
     if len(refs) == 1:
         result['commit'] = refs[0]['commit']
     return result

@@ -12,7 +12,6 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import (
     error_message,
     raise_for_status,
     validate_slug,
-    validate_timeout,
     validate_url,
 )
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
@@ -22,7 +21,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     RateLimitedError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import _classify, safe_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import _classify, safe_url, validate_timeout
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import validate_min_ttl
 
 from bitbucket_fakes import reply

@@ -99,3 +99,13 @@ def test_busy_port_is_a_clear_error():
         sock.listen(1)
         with pytest.raises(CallbackError, match='cannot listen on 127.0.0.1 port'):
             wait_for_code('http://127.0.0.1:%d/' % sock.getsockname()[1], 's', 1)
+
+
+def test_error_text_from_the_redirect_is_escaped_in_the_page():
+    port = free_port()
+    thread, outcome = listen('http://127.0.0.1:%d/' % port, 'st')
+    status, body = get('http://127.0.0.1:%d/?state=st&error=access_denied&error_description=%%3Cscript%%3Ealert(1)%%3C/script%%3E' % port)
+    thread.join()
+    assert status == 400
+    assert '<script>' not in body and '&lt;script&gt;' in body
+    assert 'access_denied' in outcome['error']
