@@ -8,7 +8,7 @@ APT_PACKAGES := git curl ca-certificates python3-venv
 COLLECTION_ROOT := .build/ansible_collections/codeferry/bitbucket
 PYTEST_FLAGS ?=
 
-.PHONY: help venv system-packages demo test test-emulator test-unit test-integration sanity lint bench clean
+.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint bench clean
 
 help:
 	@echo "make demo   start the Bitbucket emulator and show a token + clone round trip"
@@ -42,7 +42,7 @@ venv: system-packages $(VENV)/.stamp
 demo: venv
 	$(BIN)/python tests/emulator/demo.py
 
-test: venv test-emulator test-unit test-integration sanity lint
+test: venv test-emulator test-unit test-integration test-compat sanity lint
 
 test-emulator: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/emulator/tests
@@ -52,6 +52,22 @@ test-unit: venv
 
 test-integration: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
+
+# meta/runtime.yml promises ansible-core 2.17 to 2.19: the unit and integration suites also run
+# on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).
+COMPAT_CORES := 2.17.14 2.18.19
+COMPAT_PINS = $(shell grep -E '^(pytest|requests|pyyaml|werkzeug|trustme|cryptography)==' requirements.txt)
+
+.venv-core-%/.stamp: requirements.txt tests/emulator/pyproject.toml | system-packages
+	test -x .venv-core-$*/bin/python || $(PYTHON) -m venv .venv-core-$*
+	.venv-core-$*/bin/python -m pip install -q ansible-core==$* $(COMPAT_PINS)
+	.venv-core-$*/bin/python -m pip install -q --no-deps -e ./tests/emulator
+	touch $@
+
+test-compat: $(foreach core,$(COMPAT_CORES),.venv-core-$(core)/.stamp)
+	set -e; for core in $(COMPAT_CORES); do \
+	  echo "== ansible-core $$core"; .venv-core-$$core/bin/pytest $(PYTEST_FLAGS) tests/unit tests/integration; \
+	done
 
 # ansible-test needs the collection under ansible_collections/<namespace>/<name>.
 $(COLLECTION_ROOT): FORCE

@@ -12,6 +12,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from ansible.release import __version__ as ansible_core_version
+
 CONSUMER = {'key': 'demoKey1234567890ab', 'secret': 'demoSecret+With/Odd=Chars0123456789'}
 BASIC = base64.b64encode(('%s:%s' % (CONSUMER['key'], CONSUMER['secret'])).encode()).decode()
 SECRET_FORMS = [CONSUMER['secret'], quote(CONSUMER['secret'], safe=''), quote_plus(CONSUMER['secret']), BASIC]
@@ -34,6 +36,8 @@ def module_task(module, **options):
     return {'name': module, 'codeferry.bitbucket.%s' % module: {k: v for k, v in args.items() if v is not None},
             'ignore_errors': True}
 
+
+ANSIBLE_CORE = tuple(int(part) for part in ansible_core_version.split('.')[:2])
 
 LOOKUP_TASK = {
     'name': 'lookup', 'ignore_errors': True,
@@ -62,7 +66,9 @@ def test_token_endpoint_echoing_credentials_or_answering_in_form_encoding(faults
     assert run.rc == 0, run
     assert run.output.count('HTTP 200: the token response is not JSON (content type ') >= 2
     assert run.output.count('HTTP 400: bad request from Basic ********') >= 2
-    assert 'Traceback' not in run.output
+    if ANSIBLE_CORE >= (2, 19):
+        # Older releases print the traceback of every failed lookup at -vvv themselves.
+        assert 'Traceback' not in run.output
     assert_no_secrets(run.output, SECRET_FORMS + [fresh])
 
 
