@@ -56,10 +56,9 @@ from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import resolve_credentials, token_cache
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import request_token, resolve_credentials
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, redact
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenEndpoint, get_token
 
 display = Display()
 
@@ -92,10 +91,7 @@ class LookupModule(LookupBase):
         dummy, values, dummy_env = resolve_credentials(params, allowed=('client_credentials',))
         secrets.append(values['client_secret'])
         http = PluginHttp(validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'])
-        endpoint = TokenEndpoint(http, params['token_url'], values['client_id'], values['client_secret'])
-        result = get_token(endpoint, token_cache(params, endpoint.token_url, values['client_id']),
-                           min_ttl=params['min_ttl'], grant_type=params['grant_type'],
-                           refresh_token=params['refresh_token'], code=params['code'], redirect_uri=params['redirect_uri'])
+        result = request_token(params, http, values)
         for warning in result.warnings:
             display.warning('codeferry.bitbucket.oauth_token: %s' % warning)
         return result.token.access_token

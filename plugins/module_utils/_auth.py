@@ -61,13 +61,15 @@ def connection_argument_spec():
 
 
 def oauth_argument_spec():
-    """Client credentials, token endpoint and token cache: the oauth_token module and API modules."""
+    """Client credentials, token endpoint, token cache and api_url: every module of the action group."""
     spec = dict(
         client_id=dict(type='str', no_log=False),
         client_secret=dict(type='str', no_log=True),
         token_url=dict(type='str', default=DEFAULT_TOKEN_URL, no_log=False),
         cache=dict(type='bool', default=True),
         cache_dir=dict(type='path'),
+        # oauth_token does not use it; it accepts it so that module_defaults for the action group can set it.
+        api_url=dict(type='str', default=DEFAULT_API_URL),
     )
     spec.update(connection_argument_spec())
     return spec
@@ -77,7 +79,6 @@ def api_argument_spec():
     """Options of every module that calls the REST API."""
     spec = oauth_argument_spec()
     spec.update(
-        api_url=dict(type='str', default=DEFAULT_API_URL),
         access_token=dict(type='str', no_log=True),
         username=dict(type='str'),
         password=dict(type='str', no_log=True),
@@ -94,8 +95,6 @@ def token_argument_spec():
         code=dict(type='str', no_log=True),
         redirect_uri=dict(type='str'),
         min_ttl=dict(type='int', default=300),
-        # Unused here; accepted so that module_defaults for the action group can set it for every module.
-        api_url=dict(type='str', default=DEFAULT_API_URL),
     )
     return spec
 
@@ -262,6 +261,18 @@ def token_cache(params, token_url, client_id, environ=None):
         return None
     directory = params.get('cache_dir') or default_cache_dir(environ)
     return TokenCache(directory, token_url, client_id)
+
+
+def request_token(params, http, credentials, check_mode=False):
+    """The oauth_token module's and lookup's token: the grant options applied through the cache.
+
+    credentials: the client_id/client_secret values from resolve_credentials(), which the front
+    ends call first so that they know the secrets to hide before anything can fail.
+    """
+    endpoint = TokenEndpoint(http, params['token_url'], credentials['client_id'], credentials['client_secret'])
+    return get_token(endpoint, token_cache(params, endpoint.token_url, credentials['client_id']), min_ttl=params['min_ttl'],
+                     check_mode=check_mode, grant_type=params['grant_type'], refresh_token=params['refresh_token'],
+                     code=params['code'], redirect_uri=params['redirect_uri'])
 
 
 def build_auth(params, http, environ=None, retry=None):

@@ -145,9 +145,9 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import resolve_credentials, token_argument_spec, token_cache
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import request_token, resolve_credentials, token_argument_spec
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner, hide_env_secrets, module_http
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenEndpoint, get_token, iso8601
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import iso8601
 
 
 def obtain(runner):
@@ -155,10 +155,7 @@ def obtain(runner):
     params = module.params
     dummy, values, from_env = resolve_credentials(params, allowed=('client_credentials',))
     hide_env_secrets(module, from_env)
-    endpoint = TokenEndpoint(module_http(module), params['token_url'], values['client_id'], values['client_secret'])
-    result = get_token(endpoint, token_cache(params, endpoint.token_url, values['client_id']), min_ttl=params['min_ttl'],
-                       check_mode=module.check_mode, grant_type=params['grant_type'], refresh_token=params['refresh_token'],
-                       code=params['code'], redirect_uri=params['redirect_uri'])
+    result = request_token(params, module_http(module), values, check_mode=module.check_mode)
     runner.warn_all(result.warnings)
     output = dict(changed=result.changed, from_cache=result.from_cache)
     if result.msg:
