@@ -45,8 +45,11 @@ notes:
   - With O(client_id) and O(client_secret) the module takes an access token from the token cache shared with
     M(codeferry.bitbucket.oauth_token) and the P(codeferry.bitbucket.oauth_token#lookup) lookup, and requests one
     with the C(client_credentials) grant only when no cached token has at least 300 seconds left.
-    If the API reports the token as expired, the module requests a new one once and retries.
-    This happens in check mode too, since the module needs a token to read anything.
+    If the API refuses the token (expired or revoked), the module requests a new one once and retries.
+    This happens in check mode too, because minting changes nothing on Bitbucket and the module needs a token
+    to read anything.
+  - When the API refuses a token given as O(access_token) with HTTP 401, the module drops that token from the token
+    cache, if it is there, so that the next run of M(codeferry.bitbucket.oauth_token) gets a new one.
   - Set E(BITBUCKET_CLIENT_SECRET), E(BITBUCKET_ACCESS_TOKEN) and E(BITBUCKET_PASSWORD) in the environment of
     C(ansible-playbook), not with the C(environment) keyword of a task or play. Ansible puts those variables on
     the command line that runs the module, where C(ps) and C(-vvv) show them.
@@ -82,16 +85,17 @@ options:
     default: true
   cache_dir:
     description:
-      - Directory of the token cache, created with mode C(0700) if missing. An existing directory must belong
-        to the user running Ansible and must not be writable by others; a shared directory such as C(/tmp)
-        is refused, never C(chmod)-ed. A directory of your own that others can read is set to C(0700).
-      - Each OAuth consumer
-        (O(token_url) and O(client_id)) has one file in it, mode C(0600), named after a SHA-256 hash of
-        the two. The secret is never part of the name.
+      - Directory of the token cache, created with mode C(0700) if missing (missing parents too, whatever the umask).
+      - The directory must belong to the user running Ansible and be closed to others (C(0700)); a shared
+        directory such as C(/tmp), or one that others can read, is refused, never C(chmod)-ed.
+        No component of the path may be a symbolic link, and every parent must belong to that user or root and
+        not be writable by others (a sticky directory such as C(/tmp) may be a parent).
+      - Each OAuth consumer (O(token_url) and O(client_id)) has one file for its own token and one per user cache
+        entry (see O(codeferry.bitbucket.oauth_token#module:cache_entry)), mode C(0600), named after a SHA-256 hash.
+        The secret is never part of the name or the file.
       - If not set, the environment variable E(BITBUCKET_TOKEN_CACHE_DIR) is used,
         else C(~/.cache/codeferry.bitbucket/tokens).
       - The cache holds live tokens; keep it on the controller and private to the user running Ansible.
-    type: path
   validate_certs:
     description:
       - Verify the server's TLS certificate. Set O(ca_path) instead of disabling this for a private CA.
@@ -131,16 +135,18 @@ options:
     description:
       - How to get a token when the cache has none with O(min_ttl) seconds left.
       - V(client_credentials) acts as the OAuth consumer itself.
-      - V(refresh_token) exchanges O(refresh_token) (or the newer one in the cache) for a token acting as the
-        user who authorized the consumer.
-      - V(authorization_code) exchanges O(code) from the browser authorization step once; later runs use the
-        cached token and refresh token.
+      - V(refresh_token) gets a token acting as the user who authorized the consumer, from the refresh token in the
+        cache entry O(cache_entry) (saved by the C(codeferry.bitbucket.authorize) playbook), or from O(refresh_token).
+      - V(authorization_code) exchanges O(code) from the browser authorization step. A code is always exchanged,
+        even when the cache holds a valid token, because it asks for a new grant; later runs use V(refresh_token).
+      - The consumer's token and users' tokens are cached apart and never stand in for each other.
     type: str
     choices: [client_credentials, refresh_token, authorization_code]
     default: client_credentials
   refresh_token:
     description:
-      - Refresh token for O(grant_type=refresh_token). A newer refresh token in the cache is tried first.
+      - Refresh token for O(grant_type=refresh_token). A newer refresh token in the cache entry is tried first;
+        without this option the cached one is used.
     type: str
   code:
     description:
@@ -150,10 +156,52 @@ options:
     description:
       - Redirect URI sent with O(code) when the authorization request used one.
     type: str
+  cache_entry:
+    description:
+      - Name of the cache entry that holds a user's token, for O(grant_type=refresh_token) and
+        O(grant_type=authorization_code). Give each person who authorizes the same consumer on one controller an entry
+        of their own. If not set, V(default) is used.
+      - 1 to 64 letters, digits or C(_.@+-). Not allowed with O(grant_type=client_credentials), because the
+        consumer has one entry of its own.
+    type: str
   min_ttl:
     description:
       - Minimum number of seconds a cached token must still be valid to be returned.
       - From V(0) to V(86399). Bitbucket tokens live 7200 seconds, so V(7200) or more renews the token on every run or call.
     type: int
     default: 300
+  force:
+    description:
+      - Get a new access token now, even if the cache holds one with O(min_ttl) seconds left (for example after
+        Bitbucket revoked it). The cached refresh token is tried first.
+    type: bool
+    default: false
+'''
+
+    # The group's options that the oauth_token module accepts but does not use, so that module_defaults
+    # for group/codeferry.bitbucket.bitbucket can set them once for every module of the collection.
+    TOKEN_MODULE_GROUP = r'''
+options:
+  api_url:
+    description:
+      - Not used to get a token; accepted for C(module_defaults) of the action group.
+    type: str
+    default: https://api.bitbucket.org/2.0
+  access_token:
+    description:
+      - Not used; accepted for C(module_defaults) of the action group. This module always authenticates
+        with O(client_id) and O(client_secret).
+    type: str
+  username:
+    description:
+      - Not used; accepted for C(module_defaults) of the action group.
+    type: str
+  password:
+    description:
+      - Not used; accepted for C(module_defaults) of the action group.
+    type: str
+  workspace:
+    description:
+      - Not used; accepted for C(module_defaults) of the action group.
+    type: str
 '''

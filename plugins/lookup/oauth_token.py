@@ -24,7 +24,10 @@ extends_documentation_fragment:
 notes:
   - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
   - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.
-  - Like every lookup, it also runs in check mode, and then requests and caches a token when needed.
+  - Like every lookup, it also runs in check mode, and then requests and caches a token when needed, as the module does.
+  - With O(cache=false), every evaluation of the lookup requests a new token; a lookup in play C(vars) is
+    evaluated each time a task uses the variable, on every host.
+  - Unknown or misspelt options are an error that lists the valid ones.
   - Set E(BITBUCKET_CLIENT_SECRET) in the environment of C(ansible-playbook). The C(environment) keyword of a
     task does not reach lookups, which run on the controller before the task.
 seealso:
@@ -62,8 +65,6 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import P
 
 display = Display()
 
-_OPTIONS = ('client_id', 'client_secret', 'token_url', 'cache', 'cache_dir', 'validate_certs', 'ca_path', 'timeout',
-            'grant_type', 'refresh_token', 'code', 'redirect_uri', 'min_ttl')
 _SECRETS = ('client_secret', 'refresh_token', 'code')
 
 
@@ -74,7 +75,12 @@ class LookupModule(LookupBase):
             raise AnsibleError('lookup codeferry.bitbucket.oauth_token takes no terms, only options '
                                '(for example client_id=..., client_secret=...)')
         self.set_options(var_options=variables, direct=kwargs)
-        params = dict((name, self.get_option(name)) for name in _OPTIONS)
+        # The documented options are the one list; set_options() would silently drop a misspelt one.
+        params = self.get_options()
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise AnsibleError('lookup codeferry.bitbucket.oauth_token: unknown option%s %s; valid options are %s'
+                               % ('s' if len(unknown) > 1 else '', ', '.join(unknown), ', '.join(sorted(params))))
         secrets = [params[name] for name in _SECRETS if params.get(name)]
         try:
             return [self._token(params, secrets)]
@@ -92,6 +98,6 @@ class LookupModule(LookupBase):
         secrets.append(values['client_secret'])
         http = PluginHttp(validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'])
         result = request_token(params, http, values)
-        for warning in result.warnings:
+        for warning in http.warnings + result.warnings:
             display.warning('codeferry.bitbucket.oauth_token: %s' % warning)
         return result.token.access_token

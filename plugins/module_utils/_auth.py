@@ -14,16 +14,18 @@ import base64
 import os
 import threading
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
+    CONSUMER,
     DEFAULT_TOKEN_URL,
     GRANT_TYPES,
     TokenCache,
     TokenEndpoint,
     default_cache_dir,
+    forget_rejected_token,
     get_token,
+    principal_for,
 )
 
 DEFAULT_API_URL = 'https://api.bitbucket.org/2.0'
@@ -60,16 +62,19 @@ def connection_argument_spec():
     )
 
 
-def oauth_argument_spec():
-    """Client credentials, token endpoint, token cache and api_url: every module of the action group."""
+def group_argument_spec():
+    """The options every module of the action group accepts, so that module_defaults can set them once."""
     spec = dict(
+        api_url=dict(type='str', default=DEFAULT_API_URL),
+        token_url=dict(type='str', default=DEFAULT_TOKEN_URL, no_log=False),
         client_id=dict(type='str', no_log=False),
         client_secret=dict(type='str', no_log=True),
-        token_url=dict(type='str', default=DEFAULT_TOKEN_URL, no_log=False),
+        access_token=dict(type='str', no_log=True),
+        username=dict(type='str'),
+        password=dict(type='str', no_log=True),
+        workspace=dict(type='str'),
         cache=dict(type='bool', default=True),
         cache_dir=dict(type='path'),
-        # oauth_token does not use it; it accepts it so that module_defaults for the action group can set it.
-        api_url=dict(type='str', default=DEFAULT_API_URL),
     )
     spec.update(connection_argument_spec())
     return spec
@@ -77,24 +82,20 @@ def oauth_argument_spec():
 
 def api_argument_spec():
     """Options of every module that calls the REST API."""
-    spec = oauth_argument_spec()
-    spec.update(
-        access_token=dict(type='str', no_log=True),
-        username=dict(type='str'),
-        password=dict(type='str', no_log=True),
-    )
-    return spec
+    return group_argument_spec()
 
 
 def token_argument_spec():
-    """Options of the oauth_token module."""
-    spec = oauth_argument_spec()
+    """Options of the oauth_token module; the lookup's are its documented options, the same minus the group's."""
+    spec = group_argument_spec()
     spec.update(
         grant_type=dict(type='str', default='client_credentials', choices=list(GRANT_TYPES)),
         refresh_token=dict(type='str', no_log=True),
         code=dict(type='str', no_log=True),
         redirect_uri=dict(type='str'),
+        cache_entry=dict(type='str'),
         min_ttl=dict(type='int', default=300),
+        force=dict(type='bool', default=False),
     )
     return spec
 
@@ -116,7 +117,10 @@ def resolve_credentials(params, environ=None, allowed=('access_token', 'client_c
     explicit = [name for name, options in groups if any(params.get(option) for option in options)]
     if len(explicit) > 1:
         described = [' + '.join(options) for name, options in groups if name in explicit]
-        raise ValidationError('choose one way to authenticate: %s are mutually exclusive' % ' and '.join(described))
+        given = [option for name, options in groups if name in explicit for option in options if params.get(option)]
+        raise ValidationError('choose one way to authenticate: %s are mutually exclusive, and this task has %s (options '
+                              'set in module_defaults, for example for group/codeferry.bitbucket.bitbucket, count too)'
+                              % (' and '.join(described), ', '.join(given)))
     if explicit:
         chosen = explicit[0]
     else:
@@ -161,6 +165,10 @@ class AuthMethod(object):
     def refresh(self, failed_headers):
         raise NotImplementedError
 
+    def rejected(self):
+        """Called when the API refused these credentials for good (HTTP 401); returns advice for the message."""
+        return ''
+
     def secrets(self):
         """Secret strings this method knows, for front ends that redact messages themselves."""
         return []
@@ -171,16 +179,26 @@ class AccessTokenAuth(AuthMethod):
 
     name = 'access_token'
 
-    def __init__(self, access_token):
+    def __init__(self, access_token, cache_dir=None):
         super(AccessTokenAuth, self).__init__()
         if has_control_chars(access_token):
             # Sent as is in a header: http.client would refuse it with an error that quotes the token.
             raise ValidationError('access_token contains whitespace or control characters (a stray newline from a '
                                   'file or a vault?); pass the token alone')
         self._token = access_token
+        self.cache_dir = cache_dir
 
     def headers(self):
         return {'Authorization': 'Bearer %s' % self._token}
+
+    def rejected(self):
+        # The token may have come from the token cache (oauth_token module or lookup): drop it there,
+        # so that the next run mints a new one instead of failing the same way until it expires.
+        if self.cache_dir and forget_rejected_token(self.cache_dir, self._token):
+            return ('; the token was dropped from the token cache, so the next run of codeferry.bitbucket.oauth_token '
+                    'gets a new one (or renew it now with force: true)')
+        return ('; the access token is expired or revoked: get a new one, for example with codeferry.bitbucket.oauth_token '
+                'and force: true')
 
     def secrets(self):
         return [self._token]
@@ -205,7 +223,7 @@ class BasicAuth(AuthMethod):
 
 
 class ClientCredentialsAuth(AuthMethod):
-    """OAuth consumer: a token from the shared cache, minted when needed, refreshed on expiry."""
+    """OAuth consumer: a token from the shared cache, minted when needed, renewed once when the API refuses it."""
 
     name = 'client_credentials'
     can_refresh = True
@@ -216,13 +234,10 @@ class ClientCredentialsAuth(AuthMethod):
         self.cache = cache
         self.min_ttl = min_ttl
         self.token = None
-        self.minted = False
         self._lock = threading.Lock()
-        self._client_secret = endpoint._client_secret  # pylint: disable=protected-access
 
     def _use(self, result):
         self.warnings.extend(result.warnings)
-        self.minted = self.minted or result.changed
         self.token = result.token
 
     def headers(self):
@@ -233,14 +248,22 @@ class ClientCredentialsAuth(AuthMethod):
 
     def refresh(self, failed_headers):
         with self._lock:
-            current = 'Bearer %s' % self.token.access_token if self.token else None
-            if current != failed_headers.get('Authorization'):
-                return  # another thread refreshed already
-            self._use(get_token(self.endpoint, self.cache, min_ttl=self.min_ttl, force=True,
-                                reject=self.token.access_token))
+            if 'Bearer %s' % self.token.access_token != failed_headers.get('Authorization'):
+                return  # another thread renewed it already
+            # Not force: a token that another process put in the cache meanwhile is just as new.
+            self._use(get_token(self.endpoint, self.cache, min_ttl=self.min_ttl, reject=self.token.access_token))
+
+    def rejected(self):
+        if self.token is not None and self.cache is not None:
+            try:
+                self.cache.open_directory()
+                self.cache.forget(self.token.access_token)
+            finally:
+                self.cache.close()
+        return ''
 
     def secrets(self):
-        values = [self._client_secret]
+        values = self.endpoint.secrets()
         if self.token is not None:
             values.append(self.token.access_token)
             if self.token.refresh_token:
@@ -255,24 +278,30 @@ AUTH_METHODS = {
 }
 
 
-def token_cache(params, token_url, client_id, environ=None):
-    """The TokenCache the options ask for, or None when cache is false."""
+def cache_directory(params, environ=None):
+    """The token cache directory the options ask for, or None when cache is false."""
     if not params.get('cache', True):
         return None
-    directory = params.get('cache_dir') or default_cache_dir(environ)
-    return TokenCache(directory, token_url, client_id)
+    return params.get('cache_dir') or default_cache_dir(environ)
 
 
-def request_token(params, http, credentials, check_mode=False):
+def token_cache(params, token_url, client_id, principal=CONSUMER, environ=None):
+    """The TokenCache the options ask for, or None when cache is false."""
+    directory = cache_directory(params, environ)
+    return TokenCache(directory, token_url, client_id, principal) if directory else None
+
+
+def request_token(params, http, credentials):
     """The oauth_token module's and lookup's token: the grant options applied through the cache.
 
     credentials: the client_id/client_secret values from resolve_credentials(), which the front
     ends call first so that they know the secrets to hide before anything can fail.
     """
+    principal = principal_for(params['grant_type'], params.get('cache_entry'))
     endpoint = TokenEndpoint(http, params['token_url'], credentials['client_id'], credentials['client_secret'])
-    return get_token(endpoint, token_cache(params, endpoint.token_url, credentials['client_id']), min_ttl=params['min_ttl'],
-                     check_mode=check_mode, grant_type=params['grant_type'], refresh_token=params['refresh_token'],
-                     code=params['code'], redirect_uri=params['redirect_uri'])
+    return get_token(endpoint, token_cache(params, endpoint.token_url, credentials['client_id'], principal),
+                     min_ttl=params['min_ttl'], grant_type=params['grant_type'], refresh_token=params['refresh_token'],
+                     code=params['code'], redirect_uri=params['redirect_uri'], force=params.get('force', False))
 
 
 def build_auth(params, http, environ=None, retry=None):
@@ -281,9 +310,10 @@ def build_auth(params, http, environ=None, retry=None):
     Returns (AuthMethod, [environment variables used]).
     """
     name, values, from_env = resolve_credentials(params, environ)
-    cls = AUTH_METHODS[name]
-    if cls is ClientCredentialsAuth:
+    if name == ClientCredentialsAuth.name:
         token_url = validate_url('token_url', params.get('token_url') or DEFAULT_TOKEN_URL)
         endpoint = TokenEndpoint(http, token_url, values['client_id'], values['client_secret'], retry=retry)
-        return cls(endpoint, token_cache(params, token_url, values['client_id'], environ)), from_env
-    return cls(**values), from_env
+        return ClientCredentialsAuth(endpoint, token_cache(params, token_url, values['client_id'], environ=environ)), from_env
+    if name == AccessTokenAuth.name:
+        return AccessTokenAuth(values['access_token'], cache_directory(params, environ)), from_env
+    return AUTH_METHODS[name](**values), from_env

@@ -11,14 +11,18 @@ import traceback
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import ENV_VARS, SECRET_OPTIONS, build_auth
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import AuthenticationError, BitbucketError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import ModuleHttp
 
 
 def module_http(module):
+    """The module's HttpHelper; its warnings (insecure settings) are shown at once."""
     params = module.params
-    return ModuleHttp(module, validate_certs=params.get('validate_certs', True), ca_path=params.get('ca_path'),
+    http = ModuleHttp(module, validate_certs=params.get('validate_certs', True), ca_path=params.get('ca_path'),
                       timeout=params.get('timeout'))
+    for warning in http.warnings:
+        module.warn(warning)
+    return http
 
 
 def hide_env_secrets(module, names):
@@ -62,8 +66,11 @@ class ModuleRunner(object):
         try:
             result = body(self)
         except BitbucketError as exc:
+            message = str(exc)
+            if isinstance(exc, AuthenticationError) and exc.status == 401 and self.auth is not None:
+                message += self.auth.rejected()
             self._auth_cleanup()
-            self.module.fail_json(msg=str(exc), **exc.result_fields())
+            self.module.fail_json(msg=message, **exc.result_fields())
         except Exception as exc:  # pylint: disable=broad-except
             # A bug or an input nobody foresaw: still one message, with the traceback only at -vvv.
             # fail_json masks the secrets this task knows in both.

@@ -11,48 +11,81 @@ not one per task or host: Bitbucket rate-limits per OAuth consumer.
 from __future__ import annotations
 
 import base64
+import binascii
 import errno
 import fcntl
 import hashlib
+import hmac
 import json
+import math
 import os
+import re
 import stat
-import tempfile
 import time
 
 from urllib.parse import urlencode
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import (
-    RetryPolicy,
-    error_message,
-    send_with_retries,
-    validate_url,
-)
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import error_message
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
     CacheError,
     ProtocolError,
     TokenRequestError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, redact, safe_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
+    RetryPolicy,
+    has_control_chars,
+    redact,
+    safe_url,
+    send_with_retries,
+    validate_url,
+)
 
 DEFAULT_TOKEN_URL = 'https://bitbucket.org/site/oauth2/access_token'
 DEFAULT_CACHE_DIR = '~/.cache/codeferry.bitbucket/tokens'
 CACHE_DIR_ENV = 'BITBUCKET_TOKEN_CACHE_DIR'
 GRANT_TYPES = ('client_credentials', 'refresh_token', 'authorization_code')
+# Grants whose tokens act as the user who authorized the consumer, not as the consumer itself.
+USER_GRANTS = ('refresh_token', 'authorization_code')
+CONSUMER = 'consumer'
+DEFAULT_CACHE_ENTRY = 'default'
 MAX_MIN_TTL = 86400  # a bound against typos; Bitbucket tokens live 7200 s, so 7200 or more renews on every run
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 LOCK_TIMEOUT = 120.0
+# A cache file is well under 4 KiB; the bound keeps a planted huge file or device from eating memory.
+MAX_CACHE_BYTES = 64 * 1024
+# Anything later (the year 2242) is a corrupt file, and time.gmtime() would overflow on it.
+MAX_EXPIRES_AT = 2 ** 33
+MAX_EXPIRES_IN = 10 * 365 * 86400
+SECRET_CHECK_ITERATIONS = 10000
 
 # Token endpoint answers meaning "this refresh token is no good", which Bitbucket sends as
 # invalid_request (not the RFC's invalid_grant).
 REFRESH_REJECTED = frozenset(('invalid_request', 'invalid_grant'))
+
+_ENTRY_NAME_RE = re.compile(r'^[A-Za-z0-9_.@+-]{1,64}$')
+_CACHE_FILE_RE = re.compile(r'^[0-9a-f]{64}\.json$')
+_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 
 
 def validate_min_ttl(value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= MAX_MIN_TTL:
         raise ValidationError('min_ttl must be a whole number of seconds from 0 to %d, got %r' % (MAX_MIN_TTL - 1, value))
     return value
+
+
+def principal_for(grant_type, cache_entry=None):
+    """Whose tokens a grant gives: the consumer itself, or the user of a named cache entry."""
+    if grant_type not in USER_GRANTS:
+        if cache_entry:
+            raise ValidationError('cache_entry names the cache entry of a user token; grant_type=client_credentials '
+                                  'acts as the OAuth consumer, which has one entry of its own')
+        return CONSUMER
+    name = cache_entry or DEFAULT_CACHE_ENTRY
+    if not isinstance(name, str) or not _ENTRY_NAME_RE.match(name):
+        raise ValidationError("cache_entry must be 1 to 64 letters, digits or '_.@+-', got %r" % (name,))
+    return 'user:' + name
 
 
 def parse_scopes(payload):
@@ -73,13 +106,46 @@ def iso8601(epoch):
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
 
 
+def secret_check(secret, salt=None):
+    """A salted hash that binds a cache entry to the client secret that minted it, without storing the secret."""
+    salt = salt or binascii.hexlify(os.urandom(16)).decode('ascii')
+    digest = hashlib.pbkdf2_hmac('sha256', secret.encode('utf-8'), binascii.unhexlify(salt), SECRET_CHECK_ITERATIONS)
+    return {'salt': salt, 'hash': binascii.hexlify(digest).decode('ascii')}
+
+
+def _credential(value):
+    # Access and refresh tokens go into headers and form bodies: no whitespace or control characters.
+    return isinstance(value, str) and 0 < len(value) <= 4096 and not has_control_chars(value)
+
+
+def _hex(value, length):
+    return isinstance(value, str) and len(value) == length and all(c in '0123456789abcdef' for c in value)
+
+
+def _number(value, upper):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value < upper)
+
+
 class Token(object):
     """An access token plus what we know about it; the shape of one cache file."""
 
-    FIELDS = ('access_token', 'token_type', 'expires_at', 'scopes', 'refresh_token', 'token_url', 'client_id', 'grant_type')
+    FIELDS = ('access_token', 'token_type', 'expires_at', 'scopes', 'refresh_token', 'token_url', 'client_id',
+              'principal', 'grant_type', 'secret_check')
+
+    # What a cache file must hold: it is validated as strictly as an answer from the network.
+    _CACHE_CHECKS = (
+        ('access_token', _credential),
+        ('token_type', lambda v: isinstance(v, str) and len(v) <= 64 and not has_control_chars(v)),
+        ('expires_at', lambda v: _number(v, MAX_EXPIRES_AT)),
+        ('scopes', lambda v: isinstance(v, list) and all(isinstance(s, str) and len(s) <= 256 for s in v)),
+        ('refresh_token', lambda v: v is None or _credential(v)),
+        ('grant_type', lambda v: v in GRANT_TYPES),
+        ('secret_check', lambda v: isinstance(v, dict) and _hex(v.get('salt'), 32) and _hex(v.get('hash'), 64)),
+    )
 
     def __init__(self, access_token, token_type='bearer', expires_at=0.0, scopes=None, refresh_token=None,
-                 token_url=None, client_id=None, grant_type=None):
+                 token_url=None, client_id=None, principal=None, grant_type=None, secret_check=None):
         self.access_token = access_token
         self.token_type = token_type
         self.expires_at = float(expires_at)
@@ -87,7 +153,9 @@ class Token(object):
         self.refresh_token = refresh_token
         self.token_url = token_url
         self.client_id = client_id
+        self.principal = principal
         self.grant_type = grant_type
+        self.secret_check = secret_check
 
     def ttl(self, now=None):
         return self.expires_at - (time.time() if now is None else now)
@@ -107,50 +175,48 @@ class Token(object):
         access_token = payload.get('access_token')
         if not isinstance(access_token, str) or not access_token:
             raise ProtocolError('POST %s: the token response has no access_token' % safe_url(token_url))
-        if has_control_chars(access_token):
+        if not _credential(access_token):
             # It goes into an Authorization header, where http.client would quote it in its error.
             raise ProtocolError('POST %s: the token response has an access_token with whitespace or control characters'
                                 % safe_url(token_url))
         expires_in = payload.get('expires_in', 3600)
         try:
             expires_in = float(expires_in)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            expires_in = None
+        if isinstance(payload.get('expires_in'), bool) or expires_in is None or not _number(expires_in, MAX_EXPIRES_IN):
             raise ProtocolError('POST %s: the token response has an invalid expires_in' % safe_url(token_url))
         refresh_token = payload.get('refresh_token')
-        if refresh_token is not None and (not isinstance(refresh_token, str) or has_control_chars(refresh_token)):
+        if refresh_token is not None and not _credential(refresh_token):
             raise ProtocolError('POST %s: the token response has an invalid refresh_token' % safe_url(token_url))
         try:
             scopes = parse_scopes(payload)
         except ProtocolError as exc:
             raise ProtocolError('POST %s: %s' % (safe_url(token_url), exc))
-        return cls(access_token=access_token, token_type=str(payload.get('token_type') or 'bearer'),
-                   expires_at=issued_at + expires_in, scopes=scopes, refresh_token=refresh_token or None,
-                   token_url=token_url, client_id=client_id, grant_type=grant_type)
+        token_type = payload.get('token_type') or 'bearer'
+        if not isinstance(token_type, str) or len(token_type) > 64 or has_control_chars(token_type):
+            raise ProtocolError('POST %s: the token response has an invalid token_type' % safe_url(token_url))
+        return cls(access_token=access_token, token_type=token_type, expires_at=issued_at + expires_in, scopes=scopes,
+                   refresh_token=refresh_token or None, token_url=token_url, client_id=client_id, grant_type=grant_type)
 
     @classmethod
-    def from_cache(cls, data, token_url, client_id):
+    def from_cache(cls, data, token_url, client_id, principal):
         """A Token from parsed cache JSON, or a short reason why the data is unusable."""
         if not isinstance(data, dict):
             return None, 'not a JSON object'
-        if data.get('token_url') != token_url or data.get('client_id') != client_id:
-            return None, 'it belongs to another token_url or client_id'
-        checks = (
-            ('access_token', lambda v: isinstance(v, str) and v),
-            ('token_type', lambda v: isinstance(v, str)),
-            ('expires_at', lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
-            ('scopes', lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
-            ('refresh_token', lambda v: v is None or (isinstance(v, str) and v)),
-            ('grant_type', lambda v: v is None or isinstance(v, str)),
-        )
-        for field, check in checks:
+        if data.get('version') != CACHE_FORMAT:
+            return None, 'it is not in cache format %d' % CACHE_FORMAT
+        if data.get('token_url') != token_url or data.get('client_id') != client_id or data.get('principal') != principal:
+            return None, 'it belongs to another token_url, client_id or cache entry'
+        for field, check in cls._CACHE_CHECKS:
             if not check(data.get(field)):
-                return None, 'field %s is missing or has the wrong type' % field
+                return None, 'field %s is missing or invalid' % field
         return cls(**dict((field, data.get(field)) for field in cls.FIELDS)), None
 
 
-def cache_key(token_url, client_id):
-    """File name stem for a consumer: never derived from the secret."""
-    return hashlib.sha256(('%s\0%s' % (token_url, client_id)).encode('utf-8')).hexdigest()
+def cache_key(token_url, client_id, principal):
+    """File name stem for a consumer and principal: never derived from a secret."""
+    return hashlib.sha256(('%s\0%s\0%s' % (token_url, client_id, principal)).encode('utf-8')).hexdigest()
 
 
 def default_cache_dir(environ=None):
@@ -158,101 +224,228 @@ def default_cache_dir(environ=None):
     return environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
 
 
-class TokenCache(object):
-    """One JSON file per (token_url, client_id), mode 0600 in a 0700 directory, with a lock file."""
+def _directory_error(path, exc):
+    if exc.errno == errno.ELOOP:
+        return CacheError('the token cache path %s is a symbolic link; set cache_dir to the real directory' % path)
+    if exc.errno == errno.ENOTDIR:
+        return CacheError('the token cache path %s is not a directory' % path)
+    return CacheError('cannot open the token cache directory %s: %s' % (path, exc.strerror or exc))
 
-    def __init__(self, directory, token_url, client_id, lock_timeout=LOCK_TIMEOUT):
+
+def _open_component(parent_fd, name, path):
+    """(fd, created) of the directory name in parent_fd, made with mode 0700 when missing; links are refused."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _directory_error(path, exc)
+    created = True
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    except FileExistsError:
+        created = False  # made meanwhile by someone else: opened and checked like any existing directory
+    except OSError as exc:
+        raise CacheError('cannot create the token cache directory %s: %s' % (path, exc.strerror or exc))
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise _directory_error(path, exc)
+    if created:
+        os.fchmod(fd, 0o700)  # mkdir() is subject to the umask
+    return fd, created
+
+
+def _check_directory(fd, path, leaf, euid):
+    """ssh's rule for ~/.ssh: every directory on the path is ours or root's and nobody else can write it."""
+    info = os.fstat(fd)
+    mode = stat.S_IMODE(info.st_mode)
+    if leaf:
+        if info.st_uid != euid:
+            raise CacheError('the token cache directory %s belongs to another user; set cache_dir to a directory of your '
+                             'own' % path)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_ISVTX):
+            # A shared directory such as /tmp: others could plant a cache file. Refuse rather than chmod it.
+            raise CacheError('the token cache directory %s is writable by other users (mode %04o); set cache_dir to a '
+                             'directory of your own' % (path, mode))
+        if mode & 0o077:
+            # Never chmod a directory we did not create: cache_dir may name one that other software relies on.
+            raise CacheError('the token cache directory %s is open to other users (mode %04o); run chmod 700 on it or '
+                             'set cache_dir to another directory' % (path, mode))
+        return
+    if info.st_uid not in (0, euid):
+        raise CacheError('%s, a parent of the token cache directory, belongs to another user (uid %d), who could '
+                         'replace what is below it; set cache_dir elsewhere' % (path, info.st_uid))
+    # A sticky directory such as /tmp may be a parent: others cannot rename or remove what is ours in it.
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        raise CacheError('%s, a parent of the token cache directory, is writable by other users (mode %04o), who could '
+                         'replace what is below it; set cache_dir elsewhere' % (path, mode))
+
+
+def open_private_directory(path, create=True):
+    """An open descriptor of directory path (absolute), after the checks; None if missing and not create.
+
+    Each component is opened relative to its parent without following links, so a directory
+    that someone swaps for a link after a check is never the one used.
+    """
+    names = [name for name in path.split(os.sep) if name]
+    if not names:
+        raise CacheError('the token cache directory must not be /; set cache_dir to a directory of your own')
+    euid = os.geteuid()
+    fd = os.open(os.sep, _DIR_FLAGS)
+    current = ''
+    try:
+        for index, name in enumerate(names):
+            current = '%s%s%s' % (current, os.sep, name)
+            if not create:
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    os.close(fd)
+                    return None
+                except OSError as exc:
+                    raise _directory_error(current, exc)
+            else:
+                child = _open_component(fd, name, current)[0]
+            os.close(fd)
+            fd = child
+            _check_directory(fd, current, index == len(names) - 1, euid)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(dir_fd, name):
+    """A cache file's bytes, None if there is none, or raise ValueError with the reason it cannot be used.
+
+    Only a regular file of ours, opened without following links, and at most MAX_CACHE_BYTES.
+    """
+    try:
+        # O_NONBLOCK: a FIFO planted as the cache file must not hang the open.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | _CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError('it is a symbolic link' if exc.errno == errno.ELOOP else 'it cannot be opened (%s)'
+                         % (exc.strerror or exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError('it is not a regular file')
+        if info.st_uid != os.geteuid():
+            raise ValueError('it belongs to another user')
+        chunks, size = [], 0
+        while size <= MAX_CACHE_BYTES:
+            chunk = os.read(fd, MAX_CACHE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CACHE_BYTES:
+            raise ValueError('it is larger than %d bytes' % MAX_CACHE_BYTES)
+        return b''.join(chunks)
+    finally:
+        os.close(fd)
+
+
+class TokenCache(object):
+    """One JSON file per (token_url, client_id, principal), mode 0600 in a 0700 directory, with a lock file.
+
+    Every file is opened relative to one descriptor of the checked directory, never by path.
+    """
+
+    def __init__(self, directory, token_url, client_id, principal=CONSUMER, lock_timeout=LOCK_TIMEOUT):
         self.directory = os.path.abspath(os.path.expanduser(directory))
         self.token_url = token_url
         self.client_id = client_id
-        self.key = cache_key(token_url, client_id)
-        self.path = os.path.join(self.directory, self.key + '.json')
-        self.lock_path = os.path.join(self.directory, self.key + '.lock')
+        self.principal = principal
+        self.key = cache_key(token_url, client_id, principal)
+        self.name = self.key + '.json'
+        self.lock_name = self.key + '.lock'
+        self.path = os.path.join(self.directory, self.name)
+        self.lock_path = os.path.join(self.directory, self.lock_name)
         self.lock_timeout = lock_timeout
         self.warnings = []
+        self._dir_fd = None
         self._lock_fd = None
 
-    def ensure_directory(self):
-        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-            raise CacheError('the token cache path %s is not a directory' % self.directory)
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            info = os.stat(self.directory)
-        except OSError as exc:
-            raise CacheError('cannot create the token cache directory %s: %s' % (self.directory, exc.strerror or exc))
-        if hasattr(os, 'geteuid') and info.st_uid != os.geteuid():
-            raise CacheError('the token cache directory %s belongs to another user; set cache_dir to a directory of your own'
-                             % self.directory)
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_ISVTX):
-            # A shared directory such as /tmp: others could plant a cache file, and tightening its
-            # mode would break everyone else who uses it. Refuse rather than chmod it.
-            raise CacheError('the token cache directory %s is writable by other users (mode %04o); set cache_dir to a '
-                             'directory of your own' % (self.directory, mode))
-        if mode != 0o700:
-            # makedirs() is subject to the umask, and an existing private directory may be readable by others.
-            try:
-                os.chmod(self.directory, 0o700)
-            except OSError as exc:
-                raise CacheError('cannot set mode 0700 on the token cache directory %s: %s'
-                                 % (self.directory, exc.strerror or exc))
+    def open_directory(self, create=True):
+        """Check the directory and its parents once and keep it open; False if it is missing and not create."""
+        if self._dir_fd is None:
+            self._dir_fd = open_private_directory(self.directory, create)
+        return self._dir_fd is not None
+
+    def close(self):
+        self.release()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def _open(self, name, flags, mode=0o600):
+        return os.open(name, flags | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=self._dir_fd)
+
+    @property
+    def dir_fd(self):
+        return self._dir_fd
 
     def read(self, warn=True):
-        """The cached Token, or None. A corrupt or foreign file gives a warning, not an error."""
+        """The cached Token, or None. A corrupt, foreign or planted file gives a warning, not an error."""
         try:
-            with open(self.path, 'rb') as handle:
-                raw = handle.read()
-        except (IOError, OSError) as exc:
-            if exc.errno != errno.ENOENT and warn:
-                self.warnings.append('cannot read the token cache file %s (%s); a new token will be requested'
-                                     % (self.path, exc.strerror or exc))
-            return None
-        try:
-            data = json.loads(raw.decode('utf-8'))
-        except (ValueError, UnicodeDecodeError):
-            data, reason = None, 'it is not valid JSON'
+            raw = read_bounded(self._dir_fd, self.name)
+        except ValueError as exc:
+            token, reason = None, str(exc)
+        except OSError as exc:
+            token, reason = None, 'it cannot be read (%s)' % (exc.strerror or exc)
         else:
-            token, reason = Token.from_cache(data, self.token_url, self.client_id)
-            if token is not None:
-                return token
-        if warn:
+            if raw is None:
+                return None
+            try:
+                data = json.loads(raw.decode('utf-8'))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                token, reason = None, 'it is not valid JSON'
+            else:
+                token, reason = Token.from_cache(data, self.token_url, self.client_id, self.principal)
+        if token is None and warn:
             self.warnings.append('ignoring the token cache file %s: %s; it will be replaced' % (self.path, reason))
-        return None
+        return token
 
     def write(self, token):
-        """Atomically replace the cache file: temp file in the same directory, fsync, rename."""
+        """Atomically replace the cache file: a new file in the same directory, fsync, rename."""
+        token.principal = self.principal
         payload = json.dumps(token.to_dict(), sort_keys=True).encode('utf-8')
-        tmp_path = None
+        tmp_name = '.%s.%s.tmp' % (self.key, binascii.hexlify(os.urandom(8)).decode('ascii'))
         try:
-            fd, tmp_path = tempfile.mkstemp(prefix='.%s.' % self.key, suffix='.tmp', dir=self.directory)
-            with os.fdopen(fd, 'wb') as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_path, self.path)
-            tmp_path = None
-            self._fsync_directory()
+            fd = self._open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            try:
+                os.fchmod(fd, 0o600)
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            tmp_name = None
+            os.fsync(self._dir_fd)
         except OSError as exc:
             raise CacheError('cannot write the token cache file %s: %s' % (self.path, exc.strerror or exc))
         finally:
-            if tmp_path is not None:
+            if tmp_name is not None:
                 try:
-                    os.unlink(tmp_path)
+                    os.unlink(tmp_name, dir_fd=self._dir_fd)
                 except OSError:
                     pass
 
-    def _fsync_directory(self):
-        try:
-            fd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    def forget(self, access_token):
+        """Mark the entry expired if it holds access_token, which the API rejected; its refresh token stays."""
+        with self:
+            cached = self.read(warn=False)
+            if cached is None or cached.access_token != access_token:
+                return False
+            cached.expires_at = 0.0
+            self.write(cached)
+            return True
 
     def __enter__(self):
         self.acquire()
@@ -264,9 +457,14 @@ class TokenCache(object):
     def acquire(self):
         """Exclusive flock on the per-key lock file; polls so that a stuck holder cannot hang us forever."""
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = self._open(self.lock_name, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK)
         except OSError as exc:
-            raise CacheError('cannot open the token cache lock %s: %s' % (self.lock_path, exc.strerror or exc))
+            reason = 'it is a symbolic link' if exc.errno == errno.ELOOP else exc.strerror or exc
+            raise CacheError('cannot open the token cache lock %s: %s' % (self.lock_path, reason))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            os.close(fd)
+            raise CacheError('the token cache lock %s is not a regular file of yours; remove it' % self.lock_path)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
@@ -294,6 +492,40 @@ class TokenCache(object):
                 self._lock_fd = None
 
 
+def forget_rejected_token(directory, access_token):
+    """Expire every entry of the cache directory that holds access_token; True if there was one.
+
+    Used when the API rejects a token the user passed as access_token: it may have come from the
+    cache (the oauth_token module or lookup), and the next run must not get it back.
+    """
+    probe = TokenCache(directory, '', '')
+    holders = []
+    try:
+        if not probe.open_directory(create=False):
+            return False
+        for name in os.listdir(probe.dir_fd):
+            if not _CACHE_FILE_RE.match(name):
+                continue
+            try:
+                data = json.loads(read_bounded(probe.dir_fd, name) or b'null')
+            except (ValueError, UnicodeDecodeError, RecursionError, OSError):
+                continue
+            if (isinstance(data, dict) and data.get('access_token') == access_token
+                    and all(isinstance(data.get(field), str) for field in ('token_url', 'client_id', 'principal'))):
+                holders.append(data)
+    finally:
+        probe.close()
+    found = False
+    for data in holders:
+        # Opened by its own identity: forget() only touches the entry if it really holds the token.
+        entry = TokenCache(directory, data['token_url'], data['client_id'], data['principal'])
+        try:
+            found = (entry.open_directory(create=False) and entry.forget(access_token)) or found
+        finally:
+            entry.close()
+    return found
+
+
 class TokenEndpoint(object):
     """POSTs grants to the token URL with HTTP Basic client authentication."""
 
@@ -308,14 +540,29 @@ class TokenEndpoint(object):
         self.client_id = client_id
         self._client_secret = client_secret
         self.retry = retry or RetryPolicy()
+        self._checks = {}
 
     def _basic(self):
         # Bitbucket expects the raw id:secret (as curl -u sends it), not the RFC's form-encoded pair.
         raw = ('%s:%s' % (self.client_id, self._client_secret)).encode('utf-8')
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
 
+    def secrets(self):
+        """The client secret, raw and in its Basic form, for redaction."""
+        return [self._client_secret, self._basic().partition(' ')[2]]
+
     def _secrets(self, fields):
-        return [self._client_secret, self._basic().partition(' ')[2]] + [value for value in fields.values() if value]
+        return self.secrets() + [value for value in fields.values() if value]
+
+    def minted_with_this_secret(self, token):
+        """Whether token was minted with the client secret this endpoint holds (see secret_check())."""
+        check = token.secret_check
+        if not check:
+            return False
+        expected = self._checks.get(check['salt'])
+        if expected is None:
+            expected = self._checks[check['salt']] = secret_check(self._client_secret, check['salt'])['hash']
+        return hmac.compare_digest(expected, check['hash'])
 
     def grant(self, grant_type, now=None, **fields):
         """Request a token; returns a Token or raises TokenRequestError / TransportError."""
@@ -345,7 +592,9 @@ class TokenEndpoint(object):
             raise ProtocolError('POST %s: HTTP %s: the token response is not JSON (content type %s)'
                                 % (safe_url(self.token_url), status, resp_headers.get('content-type') or 'not given'),
                                 status=status, url=safe_url(self.token_url), method='POST')
-        return Token.from_response(payload, self.token_url, self.client_id, grant_type, issued_at)
+        token = Token.from_response(payload, self.token_url, self.client_id, grant_type, issued_at)
+        token.secret_check = secret_check(self._client_secret)
+        return token
 
     def _error(self, status, headers, body, grant_type, retries, secrets):
         error = description = None
@@ -372,90 +621,78 @@ class TokenEndpoint(object):
 
 
 class TokenResult(object):
-    """What get_token() decided: the token (None in check mode when one would be minted)."""
+    """What get_token() decided."""
 
-    def __init__(self, token=None, changed=False, from_cache=False, msg=None, warnings=None, grant_type=None):
+    def __init__(self, token, changed=False, from_cache=False, warnings=None):
         self.token = token
         self.changed = changed
         self.from_cache = from_cache
-        self.msg = msg
         self.warnings = warnings or []
-        self.grant_type = grant_type
 
 
-def get_token(endpoint, cache=None, min_ttl=300, check_mode=False, grant_type='client_credentials',
-              refresh_token=None, code=None, redirect_uri=None, force=False, reject=None, now=None):
+def get_token(endpoint, cache=None, min_ttl=300, grant_type='client_credentials', refresh_token=None, code=None,
+              redirect_uri=None, force=False, reject=None, now=None):
     """Return a TokenResult: a cached token with at least min_ttl seconds left, or a new one.
 
-    endpoint: TokenEndpoint. cache: TokenCache or None (no caching). force: ignore a cached
-    token (used after the API said it expired); reject: an access token known to be bad, so
-    a cached token equal to it is not reused but a different one (minted by another process
-    meanwhile) is.
+    endpoint: TokenEndpoint. cache: TokenCache for the grant's principal, or None (no caching).
+    force: mint even if the cache has a good token. reject: an access token the API refused, so
+    a cached token equal to it is not reused, but a different one (minted by another process
+    meanwhile) is. An authorization code is always exchanged: it asks for a new grant.
+    Minting changes nothing on Bitbucket, so it happens in check mode too.
     """
     if grant_type not in GRANT_TYPES:
         raise ValidationError('grant_type must be one of %s, got %r' % (', '.join(GRANT_TYPES), grant_type))
-    if grant_type == 'refresh_token' and not refresh_token:
-        raise ValidationError('grant_type=refresh_token needs refresh_token')
+    if grant_type == 'refresh_token' and not refresh_token and cache is None:
+        raise ValidationError('grant_type=refresh_token needs refresh_token when cache is false')
     if grant_type == 'authorization_code' and not code:
         raise ValidationError('grant_type=authorization_code needs code')
     validate_min_ttl(min_ttl)
     clock = (lambda: now) if now is not None else time.time
+    force = force or grant_type == 'authorization_code'
 
     def usable(token):
-        if token is None:
-            return False
-        if reject is not None and token.access_token == reject:
-            return False
-        if force and reject is None:
-            return False
-        return token.ttl(clock()) >= min_ttl
+        return (token is not None and not force and token.access_token != reject
+                and endpoint.minted_with_this_secret(token) and token.ttl(clock()) >= min_ttl)
 
     if cache is None:
-        if check_mode:
-            return TokenResult(changed=True, msg='check mode: a new access token would be requested (cache is disabled)')
-        token, warnings, used = _mint(endpoint, None, grant_type, refresh_token, code, redirect_uri, clock)
-        return _minted(token, warnings, used, min_ttl, clock)
-
-    cached = None
-    if not check_mode:
-        cache.ensure_directory()
+        return _minted(_mint(endpoint, None, grant_type, refresh_token, code, redirect_uri, clock), [], min_ttl, clock)
+    try:
+        cache.open_directory()
         # Lock-free fast path: writers rename atomically, so a reader never sees half a file.
         cached = cache.read(warn=False)
         if usable(cached):
-            return TokenResult(token=cached, from_cache=True, grant_type=cached.grant_type)
-    else:
-        cached = cache.read(warn=True)
-        if usable(cached):
-            return TokenResult(token=cached, from_cache=True, warnings=cache.warnings, grant_type=cached.grant_type)
-        return TokenResult(changed=True, warnings=cache.warnings,
-                           msg='check mode: no cached token with at least %d seconds left; a new access token would be requested'
-                           % min_ttl)
-
-    with cache:
-        # Another process may have minted while we waited for the lock.
-        cached = cache.read(warn=True)
-        if usable(cached):
-            return TokenResult(token=cached, from_cache=True, warnings=cache.warnings, grant_type=cached.grant_type)
-        token, warnings, used = _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock)
-        # Saved before returning: with rotating refresh tokens the old one is already spent.
-        cache.write(token)
-        return _minted(token, cache.warnings + warnings, used, min_ttl, clock)
+            return TokenResult(cached, from_cache=True)
+        with cache:
+            # Another process may have minted while we waited for the lock.
+            cached = cache.read(warn=True)
+            if usable(cached):
+                return TokenResult(cached, from_cache=True, warnings=cache.warnings)
+            token = _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, cache.principal)
+            if grant_type == 'authorization_code' and cached is not None and cached.refresh_token:
+                cache.warnings.append("the new authorization replaced the refresh token of cache entry '%s'; give each "
+                                      "user a cache_entry of their own to keep several" % cache.principal.partition(':')[2])
+            # Saved before returning: with rotating refresh tokens the old one is already spent.
+            cache.write(token)
+            return _minted(token, cache.warnings, min_ttl, clock)
+    finally:
+        cache.close()
 
 
-def _minted(token, warnings, used, min_ttl, clock):
+def _minted(token, warnings, min_ttl, clock):
     if token.ttl(clock()) < min_ttl:
         warnings.append('the new access token is valid for only %d seconds, less than min_ttl (%d)'
                         % (token.expires_in(clock()), min_ttl))
-    return TokenResult(token=token, changed=True, from_cache=False, warnings=warnings, grant_type=used)
+    return TokenResult(token, changed=True, warnings=warnings)
 
 
-def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock):
-    """Try refresh tokens first (the cached one is the newest if they rotate), then the grant.
+def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, principal=None):
+    """Exchange the code; else try refresh tokens (the cached one is the newest if they rotate), then the grant.
 
-    A rejected refresh token falls back to the code for authorization_code and to a new
-    client_credentials token for client_credentials; for refresh_token it is the error.
+    A rejected refresh token falls back to a new client_credentials token for client_credentials;
+    for refresh_token it is the error, since the consumer's token would act as someone else.
     """
-    warnings = []
+    if grant_type == 'authorization_code':
+        return endpoint.grant('authorization_code', now=clock(), code=code, redirect_uri=redirect_uri)
     candidates = []
     if cached is not None and cached.refresh_token:
         candidates.append(cached.refresh_token)
@@ -473,13 +710,10 @@ def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock
         if token.refresh_token is None:
             # No new refresh token means the old one stays valid (Bitbucket before 2026-05).
             token.refresh_token = candidate
-        return token, warnings, 'refresh_token'
-    if grant_type == 'authorization_code':
-        token = endpoint.grant('authorization_code', now=clock(), code=code, redirect_uri=redirect_uri)
-        return token, warnings, 'authorization_code'
+        return token
     if grant_type == 'refresh_token':
-        # Asked for a token acting as a user: a client_credentials token would act as the
-        # consumer instead and fail later in confusing ways, so say the refresh token is dead.
-        raise rejected
-    token = endpoint.grant('client_credentials', now=clock())
-    return token, warnings, 'client_credentials'
+        if rejected is not None:
+            raise rejected
+        raise ValidationError("grant_type=refresh_token needs refresh_token: cache entry '%s' holds none; authorize "
+                              "once with the codeferry.bitbucket.authorize playbook" % (principal or '').partition(':')[2])
+    return endpoint.grant('client_credentials', now=clock())

@@ -20,30 +20,26 @@ description:
     If Bitbucket rejects a cached refresh token, the module falls back to the C(client_credentials) grant,
     or to O(code) for O(grant_type=authorization_code). With O(grant_type=refresh_token) a rejected refresh
     token is an error, because a C(client_credentials) token would act as the consumer, not as the user.
-  - Run it once per play on the controller (C(run_once) or C(delegate_to=localhost)), not once per host;
-    Bitbucket rate-limits requests per OAuth consumer.
+  - Run it once per play on the controller, with both C(run_once=true) and C(delegate_to=localhost).
+    C(run_once) alone runs it on the first host of the play, and the token cache then lives on that host;
+    C(delegate_to) alone mints once but runs the task once per host. Bitbucket rate-limits requests per OAuth
+    consumer, so never mint once per host.
 author:
   - codeferry.bitbucket contributors (@codeferry)
 extends_documentation_fragment:
   - codeferry.bitbucket.auth.oauth
   - codeferry.bitbucket.auth.grant
+  - codeferry.bitbucket.auth.token_module_group
   - codeferry.bitbucket.attributes
   - codeferry.bitbucket.attributes.actiongroup_bitbucket
 attributes:
   check_mode:
     support: full
     details:
-      - In check mode a valid cached token is returned; if a new one would be needed, none is requested,
-        nothing is written, and the result has C(changed=true), no token and a RV(msg).
+      - Check mode behaves like a normal run. Minting a token changes nothing on Bitbucket, later tasks of the
+        check run need the token, and a rotated refresh token must be saved because the old one is spent.
   diff_mode:
     support: none
-options:
-  api_url:
-    description:
-      - Not used to get a token. Accepted so that C(module_defaults) for the action group
-        C(group/codeferry.bitbucket.bitbucket) can set it once for every module of the collection.
-    type: str
-    default: https://api.bitbucket.org/2.0
 notes:
   - The result contains the token. Use C(no_log=true) on the task, and pass the token on through a variable
     rather than printing it.
@@ -77,45 +73,73 @@ EXAMPLES = r'''
   run_once: true
   register: repos
 
-- name: Exchange an authorization code once; later runs refresh from the cache
+- name: After the codeferry.bitbucket.authorize playbook, act as the user who authorized the consumer
   codeferry.bitbucket.oauth_token:
-    grant_type: authorization_code
-    code: "{{ bitbucket_auth_code }}"
+    grant_type: refresh_token
+    cache_entry: alice
     client_id: "{{ bitbucket_client_id }}"
     client_secret: "{{ bitbucket_client_secret }}"
-    min_ttl: 600
   delegate_to: localhost
   run_once: true
   no_log: true
   register: user_token
+
+- name: Renew now, for example after Bitbucket revoked the cached token
+  codeferry.bitbucket.oauth_token:
+    client_id: "{{ bitbucket_client_id }}"
+    client_secret: "{{ bitbucket_client_secret }}"
+    force: true
+  delegate_to: localhost
+  run_once: true
+  no_log: true
+  register: bitbucket_token
+
+- name: Share connection and credential options with every module of the collection
+  module_defaults:
+    group/codeferry.bitbucket.bitbucket:
+      client_id: "{{ bitbucket_client_id }}"
+      client_secret: "{{ bitbucket_client_secret }}"
+      workspace: acme
+  block:
+    - name: Mint or reuse the consumer's token
+      codeferry.bitbucket.oauth_token:
+      delegate_to: localhost
+      run_once: true
+      no_log: true
+      register: bitbucket_token
+
+    - name: List the workspace's repositories with the same defaults and the cached token
+      codeferry.bitbucket.repository_info:
+      delegate_to: localhost
+      run_once: true
+      register: repos
 '''
 
 RETURN = r'''
 access_token:
   description:
     - The access token. Secret; register the result with C(no_log=true).
-    - Not returned in check mode when a new token would have to be requested.
-  returned: when a token is available
+  returned: success
   type: str
   sample: "<secret>"
 token_type:
   description: Token type as reported by Bitbucket.
-  returned: when a token is available
+  returned: success
   type: str
   sample: bearer
 expires_in:
   description: Seconds the token is still valid.
-  returned: when a token is available
+  returned: success
   type: int
   sample: 7199
 expires_at:
   description: When the token expires, ISO 8601 in UTC.
-  returned: when a token is available
+  returned: success
   type: str
   sample: "2026-11-25T13:31:19Z"
 scopes:
   description: Scopes granted to the token.
-  returned: when a token is available
+  returned: success
   type: list
   elements: str
   sample: [repository, account]
@@ -132,15 +156,10 @@ from_cache:
   type: bool
   sample: true
 grant_type:
-  description: The grant that produced the token (also for a cached token, when known).
-  returned: when a token is available
+  description: The grant that produced the token, also for a cached token.
+  returned: success
   type: str
   sample: client_credentials
-msg:
-  description: What check mode would have done.
-  returned: in check mode when a new token would be requested
-  type: str
-  sample: "check mode: no cached token with at least 300 seconds left; a new access token would be requested"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -155,21 +174,18 @@ def obtain(runner):
     params = module.params
     dummy, values, from_env = resolve_credentials(params, allowed=('client_credentials',))
     hide_env_secrets(module, from_env)
-    result = request_token(params, module_http(module), values, check_mode=module.check_mode)
+    result = request_token(params, module_http(module), values)
     runner.warn_all(result.warnings)
-    output = dict(changed=result.changed, from_cache=result.from_cache)
-    if result.msg:
-        output['msg'] = result.msg
     token = result.token
-    if token is not None:
-        output.update(access_token=token.access_token, token_type=token.token_type, expires_in=token.expires_in(),
-                      expires_at=iso8601(token.expires_at), scopes=token.scopes, grant_type=token.grant_type)
-        if token.refresh_token:
-            output['refresh_token'] = token.refresh_token
-        # Returning the token is this module's job: keep AnsibleModule from masking it when it equals a
-        # no_log input (an unrotated refresh token passed in). The task's no_log protects the output.
-        for value in (token.access_token, token.refresh_token):
-            module.no_log_values.discard(value)
+    output = dict(changed=result.changed, from_cache=result.from_cache, access_token=token.access_token,
+                  token_type=token.token_type, expires_in=token.expires_in(), expires_at=iso8601(token.expires_at),
+                  scopes=token.scopes, grant_type=token.grant_type)
+    if token.refresh_token:
+        output['refresh_token'] = token.refresh_token
+    # Returning the token is this module's job: keep AnsibleModule from masking it when it equals a
+    # no_log input (an unrotated refresh token passed in). The task's no_log protects the output.
+    for value in (token.access_token, token.refresh_token):
+        module.no_log_values.discard(value)
     return output
 
 
