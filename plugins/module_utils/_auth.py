@@ -14,7 +14,7 @@ import base64
 import os
 import threading
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import CacheError, ValidationError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
     CONSUMER,
@@ -194,7 +194,11 @@ class AccessTokenAuth(AuthMethod):
     def rejected(self):
         # The token may have come from the token cache (oauth_token module or lookup): drop it there,
         # so that the next run mints a new one instead of failing the same way until it expires.
-        if self.cache_dir and forget_rejected_token(self.cache_dir, self._token):
+        try:
+            dropped = bool(self.cache_dir) and forget_rejected_token(self.cache_dir, self._token)
+        except CacheError:
+            dropped = False  # an unusable cache cannot hold it; the 401 is what the user needs to see
+        if dropped:
             return ('; the token was dropped from the token cache, so the next run of codeferry.bitbucket.oauth_token '
                     'gets a new one (or renew it now with force: true)')
         return ('; the access token is expired or revoked: get a new one, for example with codeferry.bitbucket.oauth_token '

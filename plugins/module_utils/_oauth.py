@@ -224,8 +224,16 @@ def default_cache_dir(environ=None):
     return environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
 
 
-def _directory_error(path, exc):
-    if exc.errno == errno.ELOOP:
+def _is_link(parent_fd, name):
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _directory_error(path, exc, parent_fd, name):
+    # Linux answers O_DIRECTORY | O_NOFOLLOW on a link with ENOTDIR, not ELOOP.
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and _is_link(parent_fd, name)):
         return CacheError('the token cache path %s is a symbolic link; set cache_dir to the real directory' % path)
     if exc.errno == errno.ENOTDIR:
         return CacheError('the token cache path %s is not a directory' % path)
@@ -239,7 +247,7 @@ def _open_component(parent_fd, name, path):
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise _directory_error(path, exc)
+        raise _directory_error(path, exc, parent_fd, name)
     created = True
     try:
         os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -250,7 +258,7 @@ def _open_component(parent_fd, name, path):
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
-        raise _directory_error(path, exc)
+        raise _directory_error(path, exc, parent_fd, name)
     if created:
         os.fchmod(fd, 0o700)  # mkdir() is subject to the umask
     return fd, created
@@ -304,7 +312,7 @@ def open_private_directory(path, create=True):
                     os.close(fd)
                     return None
                 except OSError as exc:
-                    raise _directory_error(current, exc)
+                    raise _directory_error(current, exc, fd, name)
             else:
                 child = _open_component(fd, name, current)[0]
             os.close(fd)
@@ -382,8 +390,14 @@ class TokenCache(object):
             os.close(self._dir_fd)
             self._dir_fd = None
 
+    def _directory(self):
+        # Without the checked descriptor a relative name would resolve against the current directory.
+        if self._dir_fd is None:
+            raise CacheError('the token cache directory %s is not open; call open_directory() first' % self.directory)
+        return self._dir_fd
+
     def _open(self, name, flags, mode=0o600):
-        return os.open(name, flags | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=self._dir_fd)
+        return os.open(name, flags | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=self._directory())
 
     @property
     def dir_fd(self):
@@ -392,7 +406,7 @@ class TokenCache(object):
     def read(self, warn=True):
         """The cached Token, or None. A corrupt, foreign or planted file gives a warning, not an error."""
         try:
-            raw = read_bounded(self._dir_fd, self.name)
+            raw = read_bounded(self._directory(), self.name)
         except ValueError as exc:
             token, reason = None, str(exc)
         except OSError as exc:
@@ -656,6 +670,8 @@ def get_token(endpoint, cache=None, min_ttl=300, grant_type='client_credentials'
 
     if cache is None:
         return _minted(_mint(endpoint, None, grant_type, refresh_token, code, redirect_uri, clock), [], min_ttl, clock)
+    # A result reports the warnings of its own call: one cache may serve several (a renewal after a 401).
+    cache.warnings = []
     try:
         cache.open_directory()
         # Lock-free fast path: writers rename atomically, so a reader never sees half a file.

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 
 import pytest
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient, RetryPolicy
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import (
     AccessTokenAuth,
     BasicAuth,
@@ -21,18 +22,16 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import (
     resolve_credentials,
     token_argument_spec,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ValidationError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenCache
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import (
-    ref_summary,
-    repository_summary,
-    split_ref_name,
-    strip_userinfo,
-)
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import AuthenticationError, ValidationError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import RetryPolicy, strip_userinfo
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import CONSUMER, Token, TokenCache, secret_check
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import ref_summary, repository_summary, split_ref_name
 
-from bitbucket_fakes import FakeHttp, NoSleep, reply
+from bitbucket_fakes import CLIENT_ID, SECRET, FakeHttp, NoSleep, reply
 
 SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code')
+TOKEN_URL = 'https://bitbucket.example/site/oauth2/access_token'
+API = 'https://api.example/2.0'
 
 
 # --- resolve_credentials -------------------------------------------------------------------
@@ -58,6 +57,17 @@ def test_environment_precedence_without_options():
 def test_two_explicit_methods_are_mutually_exclusive():
     with pytest.raises(ValidationError, match='access_token and client_id \\+ client_secret are mutually exclusive'):
         resolve_credentials({'access_token': 'secret-token', 'client_id': 'id', 'client_secret': 's'}, {})
+
+
+def test_conflict_message_names_the_options_given():
+    # Half of it may come from module_defaults: the message says which options collided.
+    with pytest.raises(ValidationError) as info:
+        resolve_credentials({'access_token': 'secret-token', 'client_id': 'id', 'client_secret': 'secret-cs'}, {})
+    message = str(info.value)
+    assert 'this task has access_token, client_id, client_secret' in message and 'module_defaults' in message
+    assert 'secret-token' not in message and 'secret-cs' not in message
+    with pytest.raises(ValidationError, match=r'this task has client_id, username \('):
+        resolve_credentials({'client_id': 'id', 'username': 'u'}, {})
 
 
 def test_incomplete_group_is_a_clear_error():
@@ -142,8 +152,103 @@ def test_client_credentials_renew_once_even_with_parallel_requests(tmp_path):
     for thread in threads:
         thread.join()
     assert server.minted == 2  # the first token, then exactly one renewal
-    assert auth.minted and auth.token.access_token == 'at-2'
-    assert set(auth.secrets()) == {'s', 'at-2'}
+    assert auth.token.access_token == 'at-2'
+    # The secret, its Basic form (i:s) and the token in use: what a front end must mask.
+    assert set(auth.secrets()) == {'s', base64.b64encode(b'i:s').decode(), 'at-2'}
+
+
+def test_a_cache_warning_is_reported_once_across_a_renewal(tmp_path):
+    # The same TokenCache serves headers() and refresh(): its warnings must not be handed out twice.
+    server = ExpiringApi()
+    http = FakeHttp(server)
+    auth, dummy = build_auth({'client_id': 'i', 'client_secret': 's', 'cache_dir': str(tmp_path), 'timeout': 30}, http,
+                             environ={}, retry=RetryPolicy(sleep=NoSleep()))
+    auth.cache.open_directory()
+    try:
+        with open(auth.cache.path, 'w') as handle:
+            handle.write('not json')
+    finally:
+        auth.cache.close()
+    BitbucketClient(http, API, auth, retry=RetryPolicy(sleep=NoSleep())).get('repositories', 'acme')
+    assert server.minted == 2
+    assert len(auth.warnings) == 1 and 'not valid JSON' in auth.warnings[0]
+
+
+class RevokingApi(object):
+    """An API that refuses every bearer token as invalid (revoked early), and counts token requests."""
+
+    def __init__(self):
+        self.token_requests = 0
+
+    def __call__(self, method, url, headers, data):
+        if method == 'POST':
+            self.token_requests += 1
+            return reply(200, {'access_token': 'api-minted-%d' % self.token_requests, 'expires_in': 7200})
+        return reply(401, {'type': 'error', 'error': {'message': 'Token is invalid, expired, or not supported for this endpoint.'}})
+
+
+def _cache_with(directory, access_token, principal=CONSUMER, refresh_token=None):
+    cache = TokenCache(str(directory), TOKEN_URL, CLIENT_ID, principal)
+    cache.open_directory()
+    try:
+        cache.write(Token(access_token, expires_at=time.time() + 3600, token_url=TOKEN_URL, client_id=CLIENT_ID,
+                          refresh_token=refresh_token, grant_type='client_credentials', secret_check=secret_check(SECRET)))
+    finally:
+        cache.close()
+    return cache
+
+
+def _entry(cache):
+    cache.open_directory(create=False)
+    try:
+        return cache.read(warn=False)
+    finally:
+        cache.close()
+
+
+def test_a_rejected_access_token_from_the_cache_is_dropped_there(tmp_path):
+    # The token came from oauth_token (or the lookup) and was passed on as access_token.
+    directory = tmp_path / 'tokens'
+    user = _cache_with(directory, 'revoked-token', principal='user:default', refresh_token='rt-kept')
+    consumer = _cache_with(directory, 'consumer-token')
+    api = RevokingApi()
+    auth = AccessTokenAuth('revoked-token', str(directory))
+    client = BitbucketClient(FakeHttp(api), API, auth, retry=RetryPolicy(sleep=NoSleep()))
+    with pytest.raises(AuthenticationError) as info:
+        client.get('repositories', 'acme')
+    assert info.value.status == 401
+    advice = auth.rejected()
+    assert 'dropped from the token cache' in advice and 'force: true' in advice
+    entry = _entry(user)
+    assert entry.ttl() < 0 and entry.refresh_token == 'rt-kept'
+    assert _entry(consumer).ttl() > 3000
+    # A token that is not in the cache: the advice says how to get a new one.
+    other = AccessTokenAuth('never-cached', str(directory)).rejected()
+    assert 'dropped' not in other and 'force: true' in other
+    assert api.token_requests == 0
+
+
+def test_rejected_without_a_cache_never_creates_one(tmp_path):
+    for auth in (AccessTokenAuth('some-token', str(tmp_path / 'missing' / 'tokens')), AccessTokenAuth('some-token')):
+        assert 'force: true' in auth.rejected()
+    assert not (tmp_path / 'missing').exists()
+
+
+def test_client_credentials_rejected_drops_its_token_from_the_cache(tmp_path):
+    api = RevokingApi()
+    http = FakeHttp(api)
+    auth, dummy = build_auth({'client_id': CLIENT_ID, 'client_secret': SECRET, 'token_url': TOKEN_URL,
+                              'cache_dir': str(tmp_path), 'timeout': 30}, http, environ={}, retry=RetryPolicy(sleep=NoSleep()))
+    client = BitbucketClient(http, API, auth, retry=RetryPolicy(sleep=NoSleep()))
+    with pytest.raises(AuthenticationError):
+        client.get('repositories', 'acme')
+    assert auth.rejected() == ''
+    assert _entry(auth.cache).access_token == 'api-minted-1' and _entry(auth.cache).ttl() < 0
+    # The next task mints a new token instead of failing the same way until the old one expires.
+    auth2, dummy = build_auth({'client_id': CLIENT_ID, 'client_secret': SECRET, 'token_url': TOKEN_URL,
+                               'cache_dir': str(tmp_path), 'timeout': 30}, http, environ={}, retry=RetryPolicy(sleep=NoSleep()))
+    assert auth2.headers() == {'Authorization': 'Bearer api-minted-2'}
+    assert api.token_requests == 2
 
 
 # --- argument specs ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient, RetryPolicy, validate_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import AccessTokenAuth
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
     AuthenticationError,
@@ -23,7 +23,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     TokenRequestError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, validate_timeout
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, RetryPolicy, validate_timeout, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import TokenCache, TokenEndpoint
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import ref_summary, repository_summary
 
@@ -177,7 +177,7 @@ def test_shared_world_writable_directory_is_refused_and_left_alone(tmp_path):
     shared.mkdir()
     os.chmod(str(shared), 0o1777)
     with pytest.raises(CacheError, match='writable by other users'):
-        TokenCache(str(shared), TOKEN_URL, CLIENT_ID).ensure_directory()
+        TokenCache(str(shared), TOKEN_URL, CLIENT_ID).open_directory()
     assert stat.S_IMODE(os.stat(str(shared)).st_mode) == 0o1777, 'a shared directory must never be chmod-ed'
     assert os.listdir(str(shared)) == []
 
@@ -187,5 +187,5 @@ def test_group_writable_directory_is_refused_and_left_alone(tmp_path):
     shared.mkdir()
     os.chmod(str(shared), 0o770)
     with pytest.raises(CacheError, match='writable by other users'):
-        TokenCache(str(shared), TOKEN_URL, CLIENT_ID).ensure_directory()
+        TokenCache(str(shared), TOKEN_URL, CLIENT_ID).open_directory()
     assert stat.S_IMODE(os.stat(str(shared)).st_mode) == 0o770
