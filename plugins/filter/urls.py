@@ -14,11 +14,9 @@ from urllib.parse import quote, urlsplit
 
 from ansible.errors import AnsibleFilterError
 
-REDACTED = '********'
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import CONTROL_CHARS, REDACTED
 
 _SCHEME = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*')
-# Whitespace and control characters: urlsplit() silently drops some of them, git does not.
-_UNSAFE = re.compile(r'[\x00-\x20\x7f]')
 _SSH_SCHEMES = frozenset(('ssh', 'git+ssh', 'ssh+git'))
 
 
@@ -44,7 +42,11 @@ def _split(url):
 
 
 def redact_url(url):
-    """Replace the password of a URL with REDACTED; anything else comes back unchanged."""
+    """Replace the password of a URL with REDACTED; anything else comes back unchanged.
+
+    Unlike module_utils' strip_userinfo(), it keeps the user name (x-token-auth says which
+    credential a remote uses) and every byte after the authority, as documented for the filter.
+    """
     if not isinstance(url, str):
         raise AnsibleFilterError(f'redact_url expects a string, got {type(url).__name__}')
     parts = _split(url)
@@ -72,7 +74,8 @@ def token_url(url, token, username='x-token-auth'):
         raise AnsibleFilterError('token_url expects the username as a non-empty string')
 
     shown = redact_url(url)
-    if _UNSAFE.search(url):
+    # urlsplit() silently drops some of these characters, git does not.
+    if CONTROL_CHARS.search(url):
         raise AnsibleFilterError(f'token_url got a URL with whitespace or control characters: {shown!r}')
     parts = _split(url)
     if parts is None or parts[0].lower() in _SSH_SCHEMES:

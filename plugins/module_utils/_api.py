@@ -6,13 +6,10 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
-import random
 import re
 import threading
-import time
 
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode, urlsplit
@@ -23,121 +20,39 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     NotFoundError,
     ProtocolError,
     RateLimitedError,
-    TransportError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import redact, safe_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
+    RetryPolicy,
+    decode_body,
+    gave_up_note,
+    quote_server_text,
+    safe_url,
+    send_with_retries,
+    validate_url,
+)
 
 PAGELEN = 100
 MAX_PARALLEL_PAGES = 8
-RETRY_STATUSES = frozenset((429, 502, 503, 504))
 
-_WORKSPACE_RE = re.compile(r'^(?:[A-Za-z0-9_.-]+|\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\})$')
+_WORKSPACE_OR_REPOSITORY_SLUG_RE = re.compile(
+    r'^(?:[A-Za-z0-9_.-]+|\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\})$')
 _EXPIRED_RE = re.compile(r'access token expired', re.IGNORECASE)
+
+NOT_AN_API_ROOT = '; the URL may not be a Bitbucket REST API root (does api_url end in /2.0?)'
 
 
 # ---------------------------------------------------------------------------------------------
 # Input validation shared by every front end
 
 
-def validate_url(name, value):
-    """Return value if it is an absolute http(s) URL with a host and no credentials in it."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError('%s must be an absolute https:// URL, got %r' % (name, value))
-    value = value.strip()
-    try:
-        parts = urlsplit(value)
-        hostname = parts.hostname
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise ValidationError("%s must be an absolute https:// URL, got '%s'" % (name, safe_url(value)))
-    if port == 0:
-        raise ValidationError("%s must not use port 0, got '%s'" % (name, safe_url(value)))
-    if parts.scheme not in ('https', 'http') or not hostname:
-        raise ValidationError("%s must be an absolute https:// URL, got '%s'" % (name, safe_url(value)))
-    if '@' in parts.netloc:
-        raise ValidationError("%s must not contain credentials; use the authentication options instead, got '%s'"
-                              % (name, safe_url(value)))
-    if parts.fragment:
-        raise ValidationError("%s must not contain a #fragment, got '%s'" % (name, safe_url(value)))
-    return value
-
-
 def validate_slug(name, value):
     """Workspace and repository identifiers: a slug or a {uuid}."""
     if not isinstance(value, str) or not value:
         raise ValidationError('%s must be a non-empty slug, got %r' % (name, value))
-    if not _WORKSPACE_RE.match(value):
+    if not _WORKSPACE_OR_REPOSITORY_SLUG_RE.match(value):
         raise ValidationError("%s must be a slug (letters, digits, '-', '_', '.') or a {uuid}, got %r" % (name, value))
     return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Retries
-
-
-class RetryPolicy(object):
-    """Bounded exponential backoff with jitter; tests pass sleep=lambda s: None."""
-
-    def __init__(self, max_retries=5, base=0.5, cap=8.0, retry_after_cap=60.0, sleep=None, rand=None):
-        self.max_retries = max_retries
-        self.base = base
-        self.cap = cap
-        self.retry_after_cap = retry_after_cap
-        self.sleep = sleep if sleep is not None else time.sleep
-        self.rand = rand if rand is not None else random.random
-
-    def delay(self, attempt, retry_after=None):
-        """Seconds to wait before retry number attempt (0-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.retry_after_cap)
-        ceiling = min(self.cap, self.base * (2 ** attempt))
-        # "Equal jitter": never less than half the backoff, so a retry storm still spreads out.
-        return ceiling / 2.0 + self.rand() * ceiling / 2.0
-
-
-def parse_retry_after(value, now=None):
-    """Retry-After as seconds (delta-seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
-
-
-def send_with_retries(send, policy, method, url, retry_transport=True):
-    """Call send() until it gives a non-retryable answer.
-
-    send() returns (status, headers, body) or raises TransportError. 429/502/503/504 and
-    dropped connections are retried up to policy.max_retries times. Returns the last answer
-    and the number of retries made; a TransportError that outlasts the retries is re-raised.
-    """
-    attempt = 0
-    while True:
-        try:
-            status, headers, body = send()
-        except TransportError as exc:
-            if not (retry_transport and exc.retryable) or attempt >= policy.max_retries:
-                if attempt:
-                    exc.message = '%s (gave up after %d retries)' % (exc.message, attempt)
-                    exc.args = (exc.message,)
-                raise
-            policy.sleep(policy.delay(attempt))
-            attempt += 1
-            continue
-        if status not in RETRY_STATUSES or attempt >= policy.max_retries:
-            return status, headers, body, attempt
-        policy.sleep(policy.delay(attempt, parse_retry_after(headers.get('retry-after'))))
-        attempt += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,43 +62,57 @@ def send_with_retries(send, policy, method, url, retry_transport=True):
 def error_message(status, headers, body, secrets=()):
     """The server's explanation of an error response, from the JSON envelope or the text.
 
-    secrets: values the request carried; a server that echoes one gets it redacted.
+    secrets: values the request carried; a server that echoes one gets it redacted. The result
+    is bounded, and a body that cannot be decoded with confidence is described, not quoted.
     """
-    return redact(_server_text(headers, body), secrets)
+    return explain(headers, body, secrets)[0]
 
 
-def _server_text(headers, body):
-    content_type = (headers.get('content-type') or '').lower()
-    text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else (body or '')
+def explain(headers, body, secrets=()):
+    """(error_message(), whether the body was a Bitbucket error envelope)."""
+    content_type = quote_server_text(headers.get('content-type') or '', secrets, limit=100)
+    text = decode_body(body)
+    if text is None:
+        return 'a response body that is not text (%d bytes, content type %s), not shown' % (
+            len(body), content_type or 'not given'), False
     try:
         data = json.loads(text) if text.strip() else None
     except ValueError:
         data = None
     if isinstance(data, dict):
+        message = _envelope_message(data)
+        if message is not None:
+            return quote_server_text(message, secrets), True
         error = data.get('error')
-        if isinstance(error, dict) and error.get('message'):
-            message = str(error['message']).strip()
-            if error.get('detail'):
-                message = '%s (%s)' % (message, str(error['detail']).strip())
-            fields = error.get('fields')
-            if isinstance(fields, dict) and fields:
-                problems = []
-                for field in sorted(fields):
-                    value = fields[field]
-                    problems.append('%s: %s' % (field, ' '.join(value) if isinstance(value, list) else value))
-                message = '%s [%s]' % (message, '; '.join(problems))
-            return message
-        if isinstance(data.get('errors'), list) and data['errors']:  # Bitbucket Data Center envelope
-            return '; '.join(str(item.get('message', item)) if isinstance(item, dict) else str(item) for item in data['errors'])
         if isinstance(error, str):
             description = data.get('error_description')
-            return '%s: %s' % (error, description) if description else error
-    if 'html' in content_type or text.lstrip()[:1] == '<':
-        return 'unexpected HTML response (%s)' % (content_type or 'no content type')
-    text = ' '.join(text.split())
-    if text:
-        return text if len(text) <= 300 else text[:297] + '...'
-    return 'no response body'
+            return quote_server_text('%s: %s' % (error, description) if description else error, secrets), False
+    if data is not None:
+        # Re-encoded without escapes, so that a secret sent back as JSON-escaped text is redacted too.
+        text = json.dumps(data, ensure_ascii=False)
+    elif 'html' in content_type.lower() or text.lstrip()[:1] == '<':
+        return 'unexpected HTML response (%s)' % (content_type or 'no content type'), False
+    return quote_server_text(text, secrets) or 'no response body', False
+
+
+def _envelope_message(data):
+    """The message of a Bitbucket error envelope (Cloud or Data Center), or None."""
+    error = data.get('error')
+    if isinstance(error, dict) and error.get('message'):
+        message = str(error['message']).strip()
+        if error.get('detail'):
+            message = '%s (%s)' % (message, str(error['detail']).strip())
+        fields = error.get('fields')
+        if isinstance(fields, dict) and fields:
+            problems = []
+            for field in sorted(fields):
+                value = fields[field]
+                problems.append('%s: %s' % (field, ' '.join(str(v) for v in value) if isinstance(value, list) else value))
+            message = '%s [%s]' % (message, '; '.join(problems))
+        return message
+    if isinstance(data.get('errors'), list) and data['errors']:  # Bitbucket Data Center envelope
+        return '; '.join(str(item.get('message', item)) if isinstance(item, dict) else str(item) for item in data['errors'])
+    return None
 
 
 def parse_json(method, url, status, body):
@@ -194,13 +123,16 @@ def parse_json(method, url, status, body):
                             status=status, url=safe_url(url), method=method)
 
 
-def raise_for_status(method, url, status, headers, body, retries=0, secrets=()):
+def raise_for_status(method, url, status, headers, body, retries=0, secrets=(), policy=None):
+    """Raise the typed error for an error status; policy (a RetryPolicy) lets the message say why retries failed."""
     if status < 400:
         return
-    server_message = error_message(status, headers, body, secrets)
+    server_message, enveloped = explain(headers, body, secrets)
     message = '%s %s: HTTP %s: %s' % (method, safe_url(url), status, server_message)
-    if retries:
-        message += ' (gave up after %d retries)' % retries
+    if status == 404 and not enveloped:
+        # Bitbucket answers every 404 with an envelope; a bare one comes from a server that is not its API.
+        message += NOT_AN_API_ROOT
+    message += gave_up_note(retries, headers, policy)
     if status in (401, 403):
         cls = AuthenticationError
     elif status == 404:
@@ -308,7 +240,7 @@ class BitbucketClient(object):
                     self.auth.refresh(auth_headers)
                 refreshed = True
                 continue
-            raise_for_status(method, url, status, resp_headers, body, retries, self._secrets(auth_headers))
+            raise_for_status(method, url, status, resp_headers, body, retries, self._secrets(auth_headers), self.retry)
             if status == 204 or not body:
                 return None
             return parse_json(method, url, status, body)

@@ -223,7 +223,8 @@ class BasicAuth(AuthMethod):
         return {'Authorization': self._header}
 
     def secrets(self):
-        return [self._password]
+        # The header's base64 credential too: a server may echo the header it was sent.
+        return [self._password, self._header.partition(' ')[2]]
 
 
 class ClientCredentialsAuth(AuthMethod):

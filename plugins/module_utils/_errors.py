@@ -43,8 +43,9 @@ class ValidationError(BitbucketError):
 class TransportError(BitbucketError):
     """The request got no HTTP response: refused, reset, timed out, TLS or DNS failure.
 
-    kind is one of refused, dropped, timeout, tls, dns, other. Only a dropped connection
-    is worth retrying: the others fail the same way again.
+    kind is one of refused, dropped, timeout, tls, dns, scheme (http:// to an HTTPS port or
+    the reverse), other. Only a dropped connection is worth retrying: the others fail the same
+    way again.
     """
 
     def __init__(self, message, kind='other', url=None, method=None):
@@ -58,6 +59,10 @@ class TransportError(BitbucketError):
 
 class ProtocolError(BitbucketError):
     """The server answered, but not in a shape we understand (bad JSON, missing fields)."""
+
+
+class RedirectError(ProtocolError):
+    """The server answered with a redirect. It is never followed, so credentials stay on the configured origin."""
 
 
 class ApiError(BitbucketError):

@@ -34,8 +34,10 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
 )
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
     RetryPolicy,
+    decode_body,
+    gave_up_note,
     has_control_chars,
-    redact,
+    quote_server_text,
     safe_url,
     send_with_retries,
     validate_url,
@@ -601,10 +603,11 @@ class TokenEndpoint(object):
             raise self._error(status, resp_headers, body, grant_type, retries, self._secrets(fields))
         try:
             payload = json.loads(body.decode('utf-8'))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             # Never quote the body: a server that answers in another encoding puts the new token in it.
+            content_type = quote_server_text(resp_headers.get('content-type') or 'not given', self._secrets(fields), limit=100)
             raise ProtocolError('POST %s: HTTP %s: the token response is not JSON (content type %s)'
-                                % (safe_url(self.token_url), status, resp_headers.get('content-type') or 'not given'),
+                                % (safe_url(self.token_url), status, content_type),
                                 status=status, url=safe_url(self.token_url), method='POST')
         token = Token.from_response(payload, self.token_url, self.client_id, grant_type, issued_at)
         token.secret_check = secret_check(self._client_secret)
@@ -612,20 +615,21 @@ class TokenEndpoint(object):
 
     def _error(self, status, headers, body, grant_type, retries, secrets):
         error = description = None
+        text = decode_body(body)
         try:
-            payload = json.loads(body.decode('utf-8'))
-        except (ValueError, UnicodeDecodeError, AttributeError):
+            payload = json.loads(text) if text else None
+        except (ValueError, RecursionError):
             payload = None
         if isinstance(payload, dict) and isinstance(payload.get('error'), str):
-            error = redact(payload['error'], secrets)
+            # Both come from the server: redacted, then bounded, like any quoted server text.
+            error = quote_server_text(payload['error'], secrets, limit=100)
             description = payload.get('error_description')
-            description = redact(str(description), secrets) if description else None
+            description = quote_server_text(str(description), secrets) if description else None
             detail = '%s: %s' % (error, description) if description else error
         else:
             detail = error_message(status, headers, body, secrets)
-        message = 'POST %s (grant_type=%s): HTTP %s: %s' % (safe_url(self.token_url), grant_type, status, detail)
-        if retries:
-            message += ' (gave up after %d retries)' % retries
+        message = 'POST %s (grant_type=%s): HTTP %s: %s%s' % (safe_url(self.token_url), grant_type, status, detail,
+                                                            gave_up_note(retries, headers, self.retry))
         if error in ('unauthorized_client', 'invalid_client'):
             message += '; check client_id and client_secret'
         elif error == 'invalid_grant' and grant_type == 'authorization_code':

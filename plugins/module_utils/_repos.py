@@ -6,22 +6,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import ProtocolError, ValidationError
+# Bitbucket embeds the caller's name in https clone links; strip_userinfo() takes it out.
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import strip_userinfo
 
 REF_KINDS = ('branch', 'tag', 'all')
 _REF_PREFIXES = (('refs/heads/', 'branch'), ('refs/tags/', 'tag'))
-
-
-def strip_userinfo(url):
-    """A URL without 'user@' / 'user:password@': Bitbucket embeds the caller's name in clone links."""
-    if not isinstance(url, str) or not url:
-        return url
-    parts = urlsplit(url)
-    if '@' not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, parts.netloc.rpartition('@')[2], parts.path, parts.query, parts.fragment))
 
 
 def _link(links, name):

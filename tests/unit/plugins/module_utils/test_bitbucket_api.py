@@ -13,21 +13,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import (
-    BitbucketClient,
-    RetryPolicy,
-    page_url,
-    parse_retry_after,
-    remaining_page_urls,
-)
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient, page_url, remaining_page_urls
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import AccessTokenAuth, AuthMethod
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
+    ApiError,
     AuthenticationError,
     NotFoundError,
     ProtocolError,
     RateLimitedError,
     TransportError,
 )
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import RetryPolicy, parse_retry_after
 
 from bitbucket_fakes import FakeHttp, NoSleep, Sequence, reply
 
@@ -86,6 +82,58 @@ def test_retry_after_is_honoured():
                                  reply(200, {})), sleep=sleep)
     api.get('user')
     assert sleep.delays == [3.0]
+
+
+def test_a_retry_after_above_the_cap_is_bounded_and_the_message_says_why():
+    sleep = NoSleep()
+    api, http = client(Sequence(reply(429, 'Rate limit for this resource has been exceeded', headers={'retry-after': '100000'},
+                                      content_type='text/plain')), sleep=sleep)
+    with pytest.raises(RateLimitedError) as info:
+        api.get('user')
+    assert sleep.delays == [60.0] * 5 and len(http.calls) == 6
+    assert str(info.value) == ('GET %s/user: HTTP 429: Rate limit for this resource has been exceeded (gave up after 5 retries; '
+                               'the server asked to wait 100000 s (Retry-After), longer than the 60 s this client waits)' % API)
+
+
+def test_a_retry_after_within_the_cap_is_not_mentioned():
+    api, dummy = client(Sequence(reply(503, 'busy', headers={'retry-after': '60'}, content_type='text/plain')))
+    with pytest.raises(ApiError) as info:
+        api.get('user')
+    assert str(info.value).endswith('HTTP 503: busy (gave up after 5 retries)')
+
+
+@pytest.mark.parametrize('value, expected', [('inf', 60.0), ('nan', None), ('1e400', 60.0)])
+def test_retry_after_that_is_not_a_finite_number(value, expected):
+    policy = RetryPolicy()
+    parsed = parse_retry_after(value)
+    assert (None if parsed is None else policy.delay(0, parsed)) == expected
+
+
+def test_a_404_without_an_envelope_says_the_url_may_not_be_an_api_root():
+    api, dummy = client(Sequence(reply(404, 'Not Found', content_type='text/plain')))
+    with pytest.raises(NotFoundError) as info:
+        api.get('repositories', 'acme')
+    assert str(info.value) == ('GET %s/repositories/acme: HTTP 404: Not Found; the URL may not be a Bitbucket REST API root '
+                               '(does api_url end in /2.0?)' % API)
+
+
+def test_a_404_with_an_envelope_is_bitbucket_speaking():
+    api, dummy = client(Sequence(reply(404, {'type': 'error', 'error': {'message': 'Repository acme/x not found'}})))
+    with pytest.raises(NotFoundError) as info:
+        api.get('repositories', 'acme', 'x')
+    assert str(info.value) == 'GET %s/repositories/acme/x: HTTP 404: Repository acme/x not found' % API
+
+
+def test_an_echo_that_straddles_the_cut_leaks_nothing():
+    # The bearer token sits where a 300-character cut would fall: redaction comes first.
+    token = 'Zq8-given-token-value-that-is-long-1234567890'
+
+    def echo(method, url, headers, data):
+        return reply(400, 'x' * 280 + ' ' + headers['Authorization'], content_type='text/plain')
+    api, dummy = client(echo, auth=AccessTokenAuth(token))
+    with pytest.raises(ApiError) as info:
+        api.get('user')
+    assert token[:6] not in str(info.value)
 
 
 def test_retry_after_forms():

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import (
-    error_message,
-    raise_for_status,
-    validate_slug,
-    validate_url,
-)
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import error_message, raise_for_status, validate_slug
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
     ApiError,
     AuthenticationError,
@@ -21,7 +16,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     RateLimitedError,
     ValidationError,
 )
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import _classify, safe_url, validate_timeout
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import _classify, safe_url, validate_timeout, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import validate_min_ttl
 
 from bitbucket_fakes import reply
