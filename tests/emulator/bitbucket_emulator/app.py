@@ -15,7 +15,7 @@ from . import oauth
 from .api import BASIC_CHALLENGE, RestApi, auth_failure_response
 from .responses import Response, error_response, html_response, json_response, text_response
 from .auth import AuthFailure, Authenticator
-from .controls import ControlError, Counters, Faults, parse_fault
+from .controls import ControlError, Counters, Faults, parse_commit, parse_fault
 from .gitrepos import RepoStore
 
 RATE_LIMITED = "Rate limit for this resource has been exceeded"
@@ -173,7 +173,7 @@ class EmulatorApp:
         return text_response(phrase, status, headers)
 
     def _control(self, request, name):
-        methods = {"stats": "GET", "reset": "POST", "expire": "POST", "faults": "POST", "latency": "POST"}
+        methods = {"stats": "GET", "reset": "POST", "expire": "POST", "faults": "POST", "latency": "POST", "commit": "POST"}
         if name not in methods:
             return json_response({"error": "unknown control %r" % name}, 404)
         if request.method != methods[name] and not (name == "faults" and request.method == "GET"):
@@ -215,6 +215,15 @@ class EmulatorApp:
         with self._latency_lock:
             self._latency_ms = ms
         return {"latency_ms": ms}
+
+    def _control_commit(self, payload):
+        wanted = parse_commit(payload)
+        repo = self._find(wanted.workspace, wanted.slug)
+        if repo is None:
+            raise ControlError("unknown repository %s/%s" % (wanted.workspace, wanted.slug))
+        branch = wanted.branch or repo.mainbranch
+        commit = self.repos.commit(repo, branch, wanted.files, wanted.message)
+        return {"commit": commit, "repository": repo.full_name, "branch": branch}
 
     # --- git and archives ----------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Test controls behind /_emulator/: request counters, queued faults and added latency."""
+"""Test controls behind /_emulator/: request counters, queued faults, added latency, commits pushed upstream."""
 
 import dataclasses
+import re
 import threading
 
 CATEGORIES = ("token", "api", "git", "archive")
@@ -123,3 +124,57 @@ class Faults:
                         self._queue.remove(fault)
                     return fault
         return None
+
+
+@dataclasses.dataclass
+class CommitRequest:
+    """A validated POST /_emulator/commit body."""
+
+    workspace: str
+    slug: str
+    branch: str
+    files: dict
+    message: str
+
+
+def _valid_path(path):
+    parts = path.split("/")
+    return (path and "\n" not in path and "\0" not in path and not path.startswith('"')
+            and all(part not in ("", ".", "..", ".git") for part in parts))
+
+
+_BRANCH_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+
+
+def _valid_branch(name):
+    # A conservative subset of git's ref name rules.
+    return (bool(_BRANCH_RE.fullmatch(name)) and ".." not in name and "//" not in name and "/." not in name
+            and not name.endswith(("/", ".", ".lock")))
+
+
+def parse_commit(spec):
+    """Validate a POST /_emulator/commit body: which branch of which repository gets which files."""
+    if not isinstance(spec, dict):
+        raise ControlError("expected a JSON object")
+    unknown = set(spec) - {"repository", "branch", "files", "message"}
+    if unknown:
+        raise ControlError("unknown keys: %s" % ", ".join(sorted(unknown)))
+    repository = spec.get("repository")
+    if not isinstance(repository, str) or repository.count("/") != 1 or "" in repository.split("/"):
+        raise ControlError("repository must be \"workspace/slug\"")
+    branch = spec.get("branch")
+    if branch is not None and (not isinstance(branch, str) or not _valid_branch(branch)):
+        raise ControlError("branch must be a branch name")
+    files = spec.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ControlError("files must map at least one path to its content (a string, or null to delete it)")
+    for path, content in files.items():
+        if not _valid_path(path):
+            raise ControlError("invalid file path %r: relative, without '..', '.git' or empty parts" % path)
+        if content is not None and not isinstance(content, str):
+            raise ControlError("the content of %s must be a string or null" % path)
+    message = spec.get("message", "Update files")
+    if not isinstance(message, str) or not message.strip():
+        raise ControlError("message must be a non-empty string")
+    workspace, slug = repository.split("/")
+    return CommitRequest(workspace, slug, branch, dict(files), message)

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 
 GIT = shutil.which("git") or "git"
 _HEX_RE = re.compile(r"[0-9a-fA-F]{4,40}")
@@ -144,8 +145,45 @@ class RepoStore:
             raise GitError("%s failed with exit code %d" % (" ".join(args[:3]), result.returncode))
         return result.stdout
 
+    def commit(self, repo, branch, files, message):
+        """Add one commit on branch (a new branch starts at the main branch) and return its hash.
+
+        files maps paths to their new content, or to None to delete them. ensure() checks only the
+        fingerprint of what the data file builds, so commits added here stay until the data changes.
+        """
+        path = self.ensure(repo)
+        with self._lock(repo):
+            parent = self._tip(path, branch) or self._tip(path, repo.mainbranch)
+            # Later than the parent, so "newest first" orders stay true even within one second.
+            when = int(time.time())
+            if parent is not None:
+                parent_time = self._run([GIT, "--git-dir=" + path, "show", "-s", "--format=%ct", parent])
+                when = max(when, int(parent_time.decode().strip()) + 1)
+            author = self.author(repo)
+            out = [("commit refs/heads/%s\n" % branch).encode(),
+                   ("author %s %d +0000\ncommitter %s %d +0000\n" % (author, when, author, when)).encode(),
+                   _data(message.rstrip("\n") + "\n")]
+            if parent is not None:
+                out.append(("from %s\n" % parent).encode())
+            for name, content in sorted(files.items()):
+                if content is None:
+                    out.append(("D %s\n" % name).encode())
+                else:
+                    out.append(("M 100644 inline %s\n" % name).encode())
+                    out.append(_data(content))
+            self._run([GIT, "--git-dir=" + path, "fast-import", "--quiet"], stdin=b"".join(out))
+            self._refs.pop(repo.full_name.lower(), None)
+            return self._tip(path, branch)
+
+    def _tip(self, path, branch):
+        result = subprocess.run(
+            [GIT, "--git-dir=" + path, "rev-parse", "--verify", "--quiet", "refs/heads/%s^{commit}" % branch],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env(), check=False,
+        )
+        return result.stdout.decode().strip() or None if result.returncode == 0 else None
+
     def refs(self, repo):
-        """All branches and tags of repo (cached: the repositories are read-only)."""
+        """All branches and tags of repo (cached; commit() drops the cache of the repository it changes)."""
         key = repo.full_name.lower()
         cached = self._refs.get(key)
         if cached is not None:

@@ -225,3 +225,10 @@ class Emulator:
     def latency(self, ms):
         """Add ms milliseconds to every later request."""
         return self.control("latency", {"ms": ms})
+
+    def commit(self, repository, files, branch=None, message="Update files"):
+        """Add a commit upstream, as a push would: commit("acme/api", {"path": "content"}); returns its hash."""
+        payload = {"repository": repository, "files": files, "message": message}
+        if branch is not None:
+            payload["branch"] = branch
+        return self.control("commit", payload)["commit"]
