@@ -1,11 +1,16 @@
-"""`make demo`: start the Bitbucket emulator and show one real token + clone round trip.
+"""`make demo`: the checkout role puts a query's worth of repositories onto three hosts, twice.
 
-The steps are the ones users know from the classic recipe (curl the token endpoint, clone with
-x-token-auth), run for real against the local emulator. Secrets are never printed.
+It starts the Bitbucket emulator with the bundled data, writes an inventory of three local
+"hosts" (localhost entries with separate checkout roots, so no containers are needed) and runs
+playbooks/demo.yml: a cold run, then a warm one that changes nothing. Then it prints a table of
+host, repository, commit and mode, and the emulator's request counters for each run.
+Secrets are never printed.
 """
 
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -14,58 +19,107 @@ from bitbucket_emulator.testing import Emulator
 
 CLIENT_ID = 'demoKey1234567890ab'
 CLIENT_SECRET = 'demoSecret+With/Odd=Chars0123456789'
-WORKSPACE = 'acme'
-REPOSITORY = 'api'
+HOSTS = ('web1', 'web2', 'web3')
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.path.dirname(sys.executable)
+RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.MULTILINE)
 
 
 def step(text):
     print('\n==> ' + text, flush=True)
 
 
-def run(argv, shown, **kwargs):
-    """Run argv; print `shown`, a copy of the command line with secrets masked."""
-    print('$ ' + shown, flush=True)
-    return subprocess.run(argv, check=True, **kwargs)
+def collections_path(work):
+    """A collections tree whose codeferry/bitbucket entry is this checkout."""
+    root = os.path.join(work, 'collections')
+    namespace = os.path.join(root, 'ansible_collections', 'codeferry')
+    os.makedirs(namespace)
+    os.symlink(REPO_ROOT, os.path.join(namespace, 'bitbucket'))
+    return root
+
+
+def write_inventory(work):
+    path = os.path.join(work, 'inventory.ini')
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write('[demo]\n')
+        for host in HOSTS:
+            home = os.path.join(work, 'hosts', host)
+            handle.write('%s ansible_connection=local checkout_root=%s checkout_host_ca_path=%s\n'
+                         % (host, os.path.join(home, 'srv'), os.path.join(home, 'etc', 'ca.pem')))
+        # Interpreter discovery can pick a Python without Ansible's dependencies on some machines.
+        handle.write('\n[demo:vars]\nansible_python_interpreter=%s\n' % sys.executable)
+    return path
+
+
+def play(work, emu, inventory, extra_vars):
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': os.path.join(work, 'collections'),
+        'ANSIBLE_COLLECTIONS_SCAN_SYS_PATH': 'false',
+        'ANSIBLE_HOME': os.path.join(work, 'ansible-home'),
+        'ANSIBLE_LOCALHOST_WARNING': 'false',
+        'ANSIBLE_NOCOLOR': 'true',
+        'ANSIBLE_PIPELINING': 'true',
+        'BITBUCKET_CLIENT_ID': CLIENT_ID,
+        'BITBUCKET_CLIENT_SECRET': CLIENT_SECRET,
+        'PATH': BIN_DIR + os.pathsep + env.get('PATH', ''),
+    })
+    print('$ ansible-playbook -i %s playbooks/demo.yml -e @%s' % (inventory, extra_vars), flush=True)
+    emu.reset()
+    proc = subprocess.run([os.path.join(BIN_DIR, 'ansible-playbook'), '-i', inventory,
+                           os.path.join(REPO_ROOT, 'playbooks', 'demo.yml'), '-e', '@' + extra_vars],
+                          env=env, cwd=work, capture_output=True, text=True, check=False)
+    print(proc.stdout[proc.stdout.find('PLAY RECAP'):].rstrip() if proc.returncode == 0 else proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit('the demo playbook failed (exit code %d)' % proc.returncode)
+    stats = emu.stats()
+    secrets = stats['tokens'] + [CLIENT_SECRET]
+    if any(secret in proc.stdout + proc.stderr for secret in secrets):
+        raise SystemExit('a token or the client secret appeared in the output')
+    changed = sum(int(match.group(3)) for match in RECAP.finditer(proc.stdout))
+    return changed, stats['requests']
+
+
+def git(*args):
+    return subprocess.run(['git'] + list(args), check=True, capture_output=True, text=True).stdout.strip()
+
+
+def table(work):
+    rows = [('host', 'repository', 'commit', 'mode', 'origin')]
+    for host in HOSTS:
+        root = os.path.join(work, 'hosts', host, 'srv')
+        for name in sorted(os.listdir(root)):
+            dest = os.path.join(root, name)
+            rows.append((host, name, git('-C', dest, 'rev-parse', '--short=12', 'HEAD'),
+                         '%04o' % stat.S_IMODE(os.stat(dest).st_mode), git('-C', dest, 'remote', 'get-url', 'origin')))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print('  ' + '  '.join(cell.ljust(width) for cell, width in zip(row, widths)))
 
 
 def main():
     work = tempfile.mkdtemp(prefix='codeferry-demo-')
     with Emulator(state_dir=os.path.join(work, 'emulator')) as emu:
-        step('Bitbucket emulator running (bundled demo data)')
-        for key in ('base_url', 'api_url', 'token_url', 'git_url', 'ca_file'):
-            print('  %-9s %s' % (key, emu.info[key]))
+        step('Bitbucket emulator running (bundled demo data) at %s' % emu.info['base_url'])
+        inventory = write_inventory(work)
+        extra_vars = os.path.join(work, 'emulator-vars.json')
+        with open(extra_vars, 'w', encoding='utf-8') as handle:
+            json.dump({'checkout_api_url': emu.api_url, 'checkout_token_url': emu.token_url,
+                       'checkout_git_url': emu.git_url, 'checkout_ca_path': emu.ca_file,
+                       'checkout_token_cache_dir': os.path.join(work, 'token-cache')}, handle, indent=2)
+        collections_path(work)
 
-        step('Mint an access token with the client_credentials grant (HTTP Basic client auth)')
-        # curl reads the client credentials from a config file on stdin, so the secret is not in `ps`.
-        reply = run(['curl', '-sS', '--fail-with-body', '--cacert', emu.ca_file, '-X', 'POST', '-K', '-',
-                     emu.token_url, '-d', 'grant_type=client_credentials'],
-                    'curl -X POST -u "%s:********" %s -d grant_type=client_credentials' % (CLIENT_ID, emu.token_url),
-                    input='user = "%s:%s"\n' % (CLIENT_ID, CLIENT_SECRET), capture_output=True, text=True)
-        token = json.loads(reply.stdout)
-        print('  token_type=%s expires_in=%s scope=%r access_token=<%d characters, not shown>'
-              % (token['token_type'], token['expires_in'], token.get('scope', token.get('scopes')), len(token['access_token'])))
+        counters = []
+        for label in ('cold run: clone everything', 'warm run: nothing changed upstream'):
+            step('%s (role codeferry.bitbucket.checkout, workspace acme, query project.key != "GEN")' % label)
+            counters.append((label,) + play(work, emu, inventory, extra_vars))
 
-        step('Clone %s/%s over HTTPS as x-token-auth' % (WORKSPACE, REPOSITORY))
-        checkout = os.path.join(work, REPOSITORY)
-        # The token goes to git through an environment-supplied credential helper, never the URL,
-        # so it is neither in `ps` nor in .git/config.
-        helper = '!f() { echo username=x-token-auth; echo "password=$DEMO_TOKEN"; }; f'
-        run(['git', '-c', 'credential.helper=', '-c', 'credential.helper=' + helper,
-             'clone', '--quiet', '%s/%s/%s.git' % (emu.git_url, WORKSPACE, REPOSITORY), checkout],
-            'git clone https://x-token-auth:********@%s/%s/%s.git' % (emu.git_url.split('://', 1)[1], WORKSPACE, REPOSITORY),
-            env=dict(emu.git_env(), DEMO_TOKEN=token['access_token']))
-        run(['git', '-C', checkout, 'log', '--oneline', '-3'], 'git -C %s log --oneline -3' % checkout)
-        remote = subprocess.run(['git', '-C', checkout, 'remote', 'get-url', 'origin'], check=True, capture_output=True, text=True)
-        print('  origin = %s  (no credentials stored)' % remote.stdout.strip())
-
-        stats = emu.stats()['requests']
-        step('Emulator request counters: %s' % json.dumps(stats, sort_keys=True))
-        if sys.stdin.isatty():
-            print('\nThe emulator keeps running for you to explore; press Ctrl-C to stop it.')
-            try:
-                emu.process.wait()
-            except KeyboardInterrupt:
-                pass
+        step('Checkouts on the three hosts (one commit per repository, the same on every host)')
+        table(work)
+        step('Emulator request counters per run')
+        for label, changed, requests in counters:
+            print('  %-36s changed=%-3d token=%d api=%d git=%d' % (label, changed, requests['token'], requests['api'],
+                                                                 requests['git']))
     print('\nDemo finished. Files are in %s' % work)
     return 0
 
