@@ -96,6 +96,7 @@ options:
       - If not set, the environment variable E(BITBUCKET_TOKEN_CACHE_DIR) is used,
         else C(~/.cache/codeferry.bitbucket/tokens).
       - The cache holds live tokens; keep it on the controller and private to the user running Ansible.
+    type: path
   validate_certs:
     description:
       - Verify the server's TLS certificate. Set O(ca_path) instead of disabling this for a private CA.

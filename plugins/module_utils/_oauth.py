@@ -628,8 +628,8 @@ class TokenEndpoint(object):
             detail = '%s: %s' % (error, description) if description else error
         else:
             detail = error_message(status, headers, body, secrets)
-        message = 'POST %s (grant_type=%s): HTTP %s: %s%s' % (safe_url(self.token_url), grant_type, status, detail,
-                                                            gave_up_note(retries, headers, self.retry))
+        message = 'POST %s (grant_type=%s): HTTP %s: %s%s' % (
+            safe_url(self.token_url), grant_type, status, detail, gave_up_note(retries, headers, self.retry))
         if error in ('unauthorized_client', 'invalid_client'):
             message += '; check client_id and client_secret'
         elif error == 'invalid_grant' and grant_type == 'authorization_code':

@@ -118,8 +118,8 @@ def main():
         table(work)
         step('Emulator request counters per run')
         for label, changed, requests in counters:
-            print('  %-36s changed=%-3d token=%d api=%d git=%d' % (label, changed, requests['token'], requests['api'],
-                                                                 requests['git']))
+            print('  %-36s changed=%-3d token=%d api=%d git=%d'
+                  % (label, changed, requests['token'], requests['api'], requests['git']))
     print('\nDemo finished. Files are in %s' % work)
     return 0
 
