@@ -16,16 +16,24 @@ def test_built_collection_installs_and_documents_every_plugin(tmp_path):
     with tarfile.open(tmp_path / artifact) as archive:
         names = archive.getnames()
     assert 'plugins/modules/oauth_token.py' in names and 'playbooks/authorize.yml' in names
-    shipped_by_mistake = [name for name in names if name.startswith(('tests/emulator', 'tests/integration', '.venv', '.build', '.ansible'))]
+    shipped_by_mistake = [name for name in names if name.startswith(('tests/emulator', 'tests/integration', 'tests/hostile',
+                                                                     '.venv', '.build', '.ansible', 'mutants'))]
     assert shipped_by_mistake == []
 
     collections = tmp_path / 'collections'
-    subprocess.run([os.path.join(BIN_DIR, 'ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(collections),
-                    str(tmp_path / artifact)], check=True, capture_output=True, text=True)
+    # Only the new path counts: a copy installed elsewhere (~/.ansible) must not make the install a no-op.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false')
-    for plugin_type, expected in (('module', {'oauth_token', 'repository_info', 'ref_info', 'oauth_callback'}),
+    subprocess.run([os.path.join(BIN_DIR, 'ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(collections),
+                    str(tmp_path / artifact)], env=env, check=True, capture_output=True, text=True)
+    for plugin_type, expected in (('module', {'oauth_token', 'repository_info', 'ref_info', 'oauth_callback', 'git_checkout'}),
                                   ('lookup', {'oauth_token'}), ('filter', {'token_url', 'redact_url'})):
         listing = subprocess.run([os.path.join(BIN_DIR, 'ansible-doc'), '-t', plugin_type, '-l', 'codeferry.bitbucket'],
                                  env=env, check=True, capture_output=True, text=True).stdout
         found = {line.split()[0].rsplit('.', 1)[1] for line in listing.splitlines() if line.startswith('codeferry.bitbucket.')}
         assert found == expected, (plugin_type, listing)
+    roles = subprocess.run([os.path.join(BIN_DIR, 'ansible-doc'), '-t', 'role', '-l', 'codeferry.bitbucket'],
+                           env=env, check=True, capture_output=True, text=True).stdout
+    assert 'codeferry.bitbucket.checkout' in roles, roles
+    shown = subprocess.run([os.path.join(BIN_DIR, 'ansible-doc'), '-t', 'role', 'codeferry.bitbucket.checkout'],
+                           env=env, check=True, capture_output=True, text=True).stdout
+    assert 'checkout_credential_mode' in shown and 'checkout_repositories' in shown

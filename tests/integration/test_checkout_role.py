@@ -183,3 +183,24 @@ def test_two_ways_to_authenticate_is_a_clear_error(emu, playbook, tmp_path):
     run = run_role(playbook, tmp_path, role_vars(emu, tmp_path, checkout_access_token='x' * 20))
     assert run.returncode != 0
     assert 'Set exactly one of checkout_access_token' in run.stdout
+
+
+def test_local_work_fails_that_repository_and_is_kept(emu, playbook, tmp_path):
+    assert run_role(playbook, tmp_path, role_vars(emu, tmp_path)).returncode == 0
+    modified = tmp_path / 'hosts' / 'web2' / 'api' / 'README.md'
+    modified.write_text('local edit\n')
+    emu.commit('acme/api', {'README.md': 'upstream edit\n'}, branch='main', message='Upstream edit')
+    run = run_role(playbook, tmp_path, role_vars(emu, tmp_path))
+    assert run.returncode != 0
+    counts = recap(run.stdout)
+    assert counts['web2']['failed'] == '1' and counts['web1']['failed'] == '0' and counts['web3']['failed'] == '0', counts
+    assert str(tmp_path / 'hosts' / 'web2' / 'api') in run.stdout and 'README.md' in run.stdout
+    assert modified.read_text() == 'local edit\n'
+    assert heads(tmp_path)[('web1', 'api')] == upstream(emu, 'api')
+
+
+def test_a_wrong_client_secret_fails_with_the_message(emu, playbook, tmp_path, assert_no_secrets):
+    run = run_role(playbook, tmp_path, role_vars(emu, tmp_path, checkout_client_secret='wrongSecret0123456789abcdef'))
+    assert run.returncode != 0
+    assert 'unauthorized_client' in run.stdout
+    assert_no_secrets(run.stdout + run.stderr, ['wrongSecret0123456789abcdef'])
