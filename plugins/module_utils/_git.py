@@ -942,7 +942,8 @@ class GitCheckout(object):
             suffix += 1
             ref = '%s%s-%d' % (BACKUP_PREFIX, stamp, suffix)
         message = ('Local work saved by codeferry.bitbucket.git_checkout before checking out %s\n\n'
-                   'Files: git restore --source=%s -- .\nCommits: git log %s^\n' % (target, ref, ref))
+                   'Files: git restore --source=%s -- <paths>\nCommits: git branch rescued %s^\n'
+                   'Everything, elsewhere: git worktree add --detach <dir> %s\n' % (target, ref, ref, ref))
         args = ['commit-tree', tree]
         for parent in parents:
             args.extend(('-p', parent))

@@ -132,8 +132,9 @@ options:
       - Update checkouts that hold local work. Everything at stake (tracked changes, untracked files, local commits)
         is first saved as a commit under C(refs/codeferry/backup/<UTC time>), whose parent is the old C(HEAD); then the
         checkout is reset. RV(repositories[].backup_ref) names the ref.
-      - 'To get the work back: C(git restore --source=<backup_ref> -- .) for the files, C(git log <backup_ref>^) and
-        C(git branch rescued <backup_ref>^) for the commits, or C(git checkout -b rescued <backup_ref>) for all of it.'
+      - 'To get the work back: C(git restore --source=<backup_ref> -- <paths>) for chosen files (the whole tree would
+        also undo the new commit), C(git branch rescued <backup_ref>^) for the local commits, or
+        C(git worktree add --detach <dir> <backup_ref>) for a copy of everything as it was. See the role guide.'
       - Ignored files are saved only when the new commit would overwrite them.
     type: bool
     default: false
