@@ -8,10 +8,10 @@ APT_PACKAGES := git curl ca-certificates python3-venv
 COLLECTION_ROOT := .build/ansible_collections/codeferry/bitbucket
 PYTEST_FLAGS ?=
 
-.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint bench clean
+.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint changelog bench mutate clean
 
 help:
-	@echo "make demo   start the Bitbucket emulator and show a token + clone round trip"
+	@echo "make demo   run the checkout role against the emulator onto three local hosts, cold then warm"
 	@echo "make test   set up and run every test suite"
 	@echo "make bench  run the benchmarks"
 	@echo "make venv   create .venv with the pinned Python requirements"
@@ -53,8 +53,8 @@ test-unit: venv
 test-integration: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
 
-# meta/runtime.yml promises ansible-core 2.17 to 2.19: the unit and integration suites also run
-# on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).
+# meta/runtime.yml requires ansible-core >=2.17.0,<2.20. The main venv has 2.19; the unit and
+# integration suites also run on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).
 COMPAT_CORES := 2.17.14 2.18.19
 COMPAT_PINS = $(shell grep -E '^(pytest|requests|pyyaml|werkzeug|trustme|cryptography)==' requirements.txt)
 
@@ -88,8 +88,74 @@ sanity: venv $(ANSIBLE_TEST_PIP) $(COLLECTION_ROOT)
 lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
 
+# CHANGELOG.md from changelogs/fragments: `release` adds new fragments and plugins to the entry of
+# galaxy.yml's version, creating it the first time. Its two warnings on later runs ("release ... already
+# exists", "no release_summary") only mean that the entry exists and no new fragment has a summary.
+changelog: venv
+	$(BIN)/antsibull-changelog lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/antsibull-changelog release --refresh --reload-plugins
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
 bench: venv
 	$(BIN)/python tests/bench/run.py
+
+# Mutation testing over the unit tests; not part of `make test` (too slow for CI). mutmut names
+# mutants after file paths, so it runs in a snapshot of the working tree laid out as
+# ansible_collections/codeferry/bitbucket: the names then match what the tests import, and the
+# checkout is never rewritten. Files to mutate: MUTATE_PATHS, files or directories, checkout-relative.
+MUTATE_PATHS ?= plugins/module_utils
+MUTATE_JOBS ?= $(shell nproc)
+MUTATE_DIR := .build/mutate
+MUTATE_TREE := ansible_collections/codeferry/bitbucket
+MUTMUT := $(CURDIR)/$(BIN)/mutmut
+# The diff of every survivor from one process: `mutmut show ID` takes half a second each.
+export MUTATE_DIFFS := import sys; from mutmut.mutation.diff_apply import get_diff_for_mutant as diff; \
+  print(''.join('\# %s\n%s\n\n' % (name, diff(name)) for name in sys.argv[1:]), end='')
+
+mutate: venv
+	rm -rf $(MUTATE_DIR) && mkdir -p $(MUTATE_DIR)/$(MUTATE_TREE)
+	git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(MUTATE_DIR)/$(MUTATE_TREE)
+	{ cat setup.cfg; echo 'only_mutate ='; for path in $(MUTATE_PATHS); do path=$${path%/}; \
+	    case $$path in *.py) echo "    $(MUTATE_TREE)/$$path";; *) echo "    $(MUTATE_TREE)/$$path/*";; esac; \
+	  done; } > $(MUTATE_DIR)/setup.cfg
+	cd $(MUTATE_DIR) && $(MUTMUT) run --max-children $(MUTATE_JOBS)
+	@cd $(MUTATE_DIR) && $(MUTMUT) results --all true | sed 's/^ *//' > results.txt && \
+	  survivors=$$(sed -n 's/: survived$$//p' results.txt); \
+	  echo; echo "== survivors: each passed every unit test"; \
+	  $(CURDIR)/$(BIN)/python -c "$$MUTATE_DIFFS" $$survivors; \
+	  echo "== functions no unit test calls (mutant count)"; \
+	  sed -n 's/__mutmut_[0-9]*: no tests$$//p' results.txt | uniq -c; \
+	  echo "== mutants by status"; sed 's/.*: //' results.txt | sort | uniq -c; \
+	  echo "survivors: $$(echo $$survivors | wc -w)   show one again: cd $(MUTATE_DIR) && $(MUTMUT) show ID"
+
+# The checkout role's molecule scenarios (extensions/molecule/, docs/molecule.md): three podman
+# hosts per scenario, from a Debian 12 image built here once with debootstrap (no registry needed).
+# MOLECULE_IMAGE=other/image uses another image and builds nothing; MOLECULE_SCENARIO=name runs one.
+MOLECULE_IMAGE ?= localhost/codeferry-molecule-debian:12
+MOLECULE_SCENARIO ?=
+MOLECULE_COLLECTIONS := .build/molecule-collections
+MOLECULE_ENV := CONTAINERS_CONF=$(CURDIR)/extensions/molecule/containers.conf MOLECULE_IMAGE=$(MOLECULE_IMAGE)
+
+.PHONY: molecule-image molecule
+
+molecule-image:
+	@missing=""; for tool in podman runc debootstrap; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@case "$(MOLECULE_IMAGE)" in \
+	  localhost/codeferry-molecule-*) $(MOLECULE_ENV) extensions/molecule/build-image.sh $(MOLECULE_IMAGE);; \
+	  *) echo "MOLECULE_IMAGE=$(MOLECULE_IMAGE): using it as it is";; \
+	esac
+
+# molecule runs from the checkout (it finds galaxy.yml and extensions/molecule); Ansible finds the
+# collection through a collections path that links this checkout, as the integration tests do.
+molecule: venv molecule-image
+	rm -rf $(MOLECULE_COLLECTIONS) && mkdir -p $(MOLECULE_COLLECTIONS)/ansible_collections/codeferry
+	ln -s $(CURDIR) $(MOLECULE_COLLECTIONS)/ansible_collections/codeferry/bitbucket
+	$(MOLECULE_ENV) ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(MOLECULE_COLLECTIONS) PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(BIN)/molecule test $(if $(MOLECULE_SCENARIO),--scenario-name $(MOLECULE_SCENARIO),--all)
 
 clean:
 	rm -rf .build

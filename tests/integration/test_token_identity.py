@@ -86,7 +86,8 @@ def test_two_users_of_one_consumer_keep_separate_entries(emulator, playbook, tmp
     run, replaced = token(playbook, emulator, cache_dir, grant_type='authorization_code', code=new_code(emulator, 'alice'),
                           cache_entry='bob')
     assert run.rc == 0, run
-    assert "replaced the refresh token of cache entry 'bob'" in run.output
+    # Older ansible-core wraps warnings: compare with the white space folded.
+    assert "replaced the refresh token of cache entry 'bob'" in ' '.join(run.output.split())
 
 
 def test_cache_entry_is_refused_for_the_consumer_token(emulator, playbook, tmp_path):
