@@ -48,3 +48,30 @@ def demo_data_fixture():
     from bitbucket_emulator.testing import load_demo_data
 
     return load_demo_data()
+
+
+@pytest.fixture(scope="module")
+def evil():
+    """A hostile HTTPS server on loopback (tests/hostile_server.py): redirects, echoes, odd answers."""
+    from hostile_server import HostileServer
+
+    with HostileServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def elsewhere():
+    """Where redirects point: another origin, which must never see a connection."""
+    from hostile_server import HostileServer
+
+    with HostileServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def plain_elsewhere():
+    """Where redirects to plain http:// point; never contacted either."""
+    from hostile_server import HostileServer
+
+    with HostileServer(tls=False) as server:
+        yield server

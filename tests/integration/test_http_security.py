@@ -43,18 +43,6 @@ def unwidened(text):
 
 
 @pytest.fixture(scope='module')
-def evil():
-    with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope='module')
-def elsewhere():
-    with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope='module')
 def plain():
     with HostileServer(tls=False) as server:
         yield server

@@ -194,26 +194,6 @@ def test_timeout_names_the_setting(make_http):
 # --- a hostile server -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope='module')
-def evil():
-    with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope='module')
-def elsewhere():
-    """Where redirects point: another origin, which must never see a connection."""
-    with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope='module')
-def plain_elsewhere():
-    """Where redirects to plain http:// point; never contacted either."""
-    with HostileServer(tls=False) as server:
-        yield server
-
-
 @pytest.fixture
 def plain():
     with HostileServer(tls=False) as server:
