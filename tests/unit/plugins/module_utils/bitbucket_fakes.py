@@ -94,6 +94,7 @@ class FakeTokenServer(object):
         self.secrets = set(secrets)
         self.codes = set(codes)
         self.grants = []
+        self.forms = []
         self.serial = 0
 
     def _authenticated(self, headers):
@@ -102,6 +103,7 @@ class FakeTokenServer(object):
 
     def __call__(self, method, url, headers, data):
         form = form_of(data)
+        self.forms.append(form)
         if not self._authenticated(headers):
             return reply(400, {'error_description': 'Invalid OAuth client credentials', 'error': 'unauthorized_client'})
         grant = form.get('grant_type')

@@ -734,7 +734,7 @@ def _worker(directory, counter, barrier, results):
     barrier.wait()
     cache = TokenCache(directory, TOKEN_URL, CLIENT_ID)
     result = get_token(CountingEndpoint(counter), cache)
-    results.put((result.token.access_token, result.changed))
+    results.put((result.token.access_token, result.changed, result.from_cache))
 
 
 def test_lock_makes_concurrent_processes_mint_once(tmp_path):
@@ -752,8 +752,33 @@ def test_lock_makes_concurrent_processes_mint_once(tmp_path):
         process.join(timeout=60)
         assert process.exitcode == 0
     assert counter.value == 1
-    assert set(token for token, dummy in outcomes) == {'minted-1'}
-    assert sum(1 for dummy, changed in outcomes if changed) == 1
+    assert set(token for token, dummy, dummy_cached in outcomes) == {'minted-1'}
+    assert sum(1 for dummy, changed, dummy_cached in outcomes if changed) == 1
+    # Everyone else got the token from the cache, after the lock or before it.
+    assert sum(1 for dummy, changed, from_cache in outcomes if from_cache and not changed) == workers - 1
+
+
+def test_a_valid_cached_token_is_read_without_the_lock(tmp_path):
+    # The fast path: fifty forks reading a good token must not queue behind a lock holder.
+    server = FakeTokenServer()
+    put(make_cache(tmp_path), cached_token(expires_at=time.time() + 3600, secret_check=_oauth.secret_check(SECRET)))
+    holder = make_cache(tmp_path)
+    holder.open_directory()
+    holder.acquire()
+    try:
+        started = time.monotonic()
+        result = get_token(endpoint(server), make_cache(tmp_path, lock_timeout=5))
+        assert time.monotonic() - started < 2
+        assert result.from_cache is True and result.token.access_token == 'cached-at' and not server.forms
+    finally:
+        holder.close()
+
+
+def test_redirect_uri_goes_with_the_code(tmp_path):
+    server = FakeTokenServer()
+    get_token(endpoint(server), make_cache(tmp_path, principal='user:default'), grant_type='authorization_code',
+              code='good-code', redirect_uri='http://127.0.0.1:8976/')
+    assert server.forms[-1]['redirect_uri'] == 'http://127.0.0.1:8976/' and server.forms[-1]['code'] == 'good-code'
 
 
 def test_lock_timeout_is_a_clear_error(tmp_path):
