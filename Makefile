@@ -8,7 +8,7 @@ APT_PACKAGES := git curl ca-certificates python3-venv
 COLLECTION_ROOT := .build/ansible_collections/codeferry/bitbucket
 PYTEST_FLAGS ?=
 
-.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint changelog bench mutate clean
+.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint changelog-lint changelog bench mutate clean
 
 help:
 	@echo "make demo   run the checkout role against the emulator onto three local hosts, cold then warm"
@@ -42,7 +42,7 @@ venv: system-packages $(VENV)/.stamp
 demo: venv
 	$(BIN)/python tests/emulator/demo.py
 
-test: venv test-emulator test-unit test-integration test-compat sanity lint
+test: venv test-emulator test-unit test-integration test-compat sanity lint changelog-lint molecule
 
 test-emulator: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/emulator/tests
@@ -91,6 +91,9 @@ lint: venv
 # CHANGELOG.md from changelogs/fragments: `release` adds new fragments and plugins to the entry of
 # galaxy.yml's version, creating it the first time. Its two warnings on later runs ("release ... already
 # exists", "no release_summary") only mean that the entry exists and no new fragment has a summary.
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
 changelog: venv
 	$(BIN)/antsibull-changelog lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/antsibull-changelog release --refresh --reload-plugins
