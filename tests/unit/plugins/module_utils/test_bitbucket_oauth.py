@@ -793,3 +793,27 @@ def test_lock_timeout_is_a_clear_error(tmp_path):
         waiter.close()
     finally:
         holder.close()
+
+
+def test_default_cache_dir():
+    assert _oauth.default_cache_dir({}) == '~/.cache/codeferry.bitbucket/tokens'
+    assert _oauth.default_cache_dir({'BITBUCKET_TOKEN_CACHE_DIR': '/srv/tokens'}) == '/srv/tokens'
+
+
+@pytest.mark.parametrize('field, value, accepted', [
+    ('access_token', 'a' * 4096, True),
+    ('access_token', 'a' * 4097, False),
+    ('token_type', 'b' * 64, True),
+    ('token_type', 'b' * 65, False),
+    ('token_type', 'bearer\n', False),
+    ('token_type', 7, False),
+])
+def test_token_response_field_bounds(field, value, accepted):
+    payload = {'access_token': 'at', 'token_type': 'bearer', 'expires_in': 7200}
+    payload[field] = value
+    if accepted:
+        token = Token.from_response(payload, TOKEN_URL, CLIENT_ID, 'client_credentials', NOW)
+        assert getattr(token, field) == value
+    else:
+        with pytest.raises(ProtocolError, match='POST .*: the token response has an'):
+            Token.from_response(payload, TOKEN_URL, CLIENT_ID, 'client_credentials', NOW)
