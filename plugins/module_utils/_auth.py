@@ -196,7 +196,7 @@ class AccessTokenAuth(AuthMethod):
         # so that the next run mints a new one instead of failing the same way until it expires.
         try:
             dropped = bool(self.cache_dir) and forget_rejected_token(self.cache_dir, self._token)
-        except CacheError:
+        except (CacheError, OSError):
             dropped = False  # an unusable cache cannot hold it; the 401 is what the user needs to see
         if dropped:
             return ('; the token was dropped from the token cache, so the next run of codeferry.bitbucket.oauth_token '
@@ -263,6 +263,8 @@ class ClientCredentialsAuth(AuthMethod):
             try:
                 self.cache.open_directory()
                 self.cache.forget(self.token.access_token)
+            except CacheError:
+                pass  # an unusable cache cannot hand the token out again; the 401 is what matters
             finally:
                 self.cache.close()
         return ''

@@ -221,7 +221,11 @@ class RepoSpec(object):
         self.url, self.base = clean_url(entry.get('url'))
         dest = entry.get('dest')
         if not dest and root:
-            dest = os.path.join(root, slug_of(self.url))
+            slug = slug_of(self.url)
+            if slug in ('', '.', '..'):
+                # Joined to root, such a name would put the checkout on root itself or above it.
+                raise ValidationError('url %s names no repository that can go under root; give dest' % self.url)
+            dest = os.path.join(root, slug)
         if not isinstance(dest, str) or not dest:
             raise ValidationError('dest is required for %s when root is not set' % self.url)
         if not os.path.isabs(dest):

@@ -648,3 +648,10 @@ def test_dest_defaults_to_root_and_the_repository_name():
     assert RepoSpec({'url': 'https://bitbucket.org/acme/web', 'dest': '/opt/web'}, '/srv').dest == '/opt/web'
     with pytest.raises(_git.ValidationError, match="dest is required"):
         RepoSpec({'url': 'https://bitbucket.org/acme/api.git'})
+
+
+@pytest.mark.parametrize('url', ['https://h/ws/..', 'https://h/ws/.', 'https://h/ws/.git', 'https://h/ws/..git'])
+def test_a_dot_name_never_goes_to_or_above_root(url):
+    from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import RepoSpec
+    with pytest.raises(_git.ValidationError, match='give dest'):
+        RepoSpec({'url': url}, '/srv/checkouts')
