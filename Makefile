@@ -8,12 +8,13 @@ APT_PACKAGES := git curl ca-certificates python3-venv
 COLLECTION_ROOT := .build/ansible_collections/codeferry/bitbucket
 PYTEST_FLAGS ?=
 
-.PHONY: help venv system-packages demo test test-emulator test-unit test-integration test-compat sanity lint changelog-lint changelog bench mutate clean
+.PHONY: help venv system-packages demo test test-emulator test-unit test-property test-integration test-drill test-compat sanity lint changelog-lint changelog bench drill mutate clean
 
 help:
 	@echo "make demo   run the checkout role against the emulator onto three local hosts, cold then warm"
 	@echo "make test   set up and run every test suite"
-	@echo "make bench  run the benchmarks"
+	@echo "make bench  run the benchmarks against two ansible.builtin baselines (bench/results.json)"
+	@echo "make drill  run the fault drills, one line each"
 	@echo "make venv   create .venv with the pinned Python requirements"
 
 # apt only for what is missing, so repeated runs stay offline and fast.
@@ -42,7 +43,7 @@ venv: system-packages $(VENV)/.stamp
 demo: venv
 	$(BIN)/python tests/emulator/demo.py
 
-test: venv test-emulator test-unit test-integration test-compat sanity lint changelog-lint molecule
+test: venv test-emulator test-unit test-property test-integration test-drill test-compat sanity lint changelog-lint molecule
 
 test-emulator: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/emulator/tests
@@ -52,6 +53,17 @@ test-unit: venv
 
 test-integration: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
+
+# Generated bad input (hypothesis) against every module and filter, in-process and against the emulator.
+test-property: venv
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/property
+
+# The fault drills, as tests; `make drill` runs the same drills and prints one line each.
+test-drill: venv
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/drills
+
+drill: venv
+	$(BIN)/python tests/drills/run.py
 
 # meta/runtime.yml requires ansible-core >=2.17.0,<2.20. The main venv has 2.19; the unit and
 # integration suites also run on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).
@@ -100,7 +112,7 @@ changelog: venv
 	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 bench: venv
-	$(BIN)/python tests/bench/run.py
+	$(BIN)/python bench/run.py
 
 # Mutation testing over the unit tests; not part of `make test` (too slow for CI). mutmut names
 # mutants after file paths, so it runs in a snapshot of the working tree laid out as

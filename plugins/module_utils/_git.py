@@ -430,12 +430,12 @@ def _last_lines(text, count=4):
 # --- file helpers -------------------------------------------------------------------------------
 
 
-def write_private(path, text, uid=-1, gid=-1):
-    """Write text to path atomically, mode 0600, owned by uid:gid from the first byte on."""
+def write_private(path, text, uid=-1, gid=-1, mode=0o600):
+    """Write text to path atomically, with mode (0600) and owned by uid:gid from the first byte on."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         if uid != -1 or gid != -1:
             os.fchown(fd, uid, gid)
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
@@ -458,6 +458,35 @@ def read_text(path):
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def install_ca(path, content, check_mode=False):
+    """Make the file at path hold the PEM text content (mode 0644); returns (changed, path git should use now).
+
+    The file is replaced atomically and never written through a link. In check mode nothing is written,
+    and a CA that is not there yet is given to git from a temporary file (the caller removes it)."""
+    if not path:
+        raise ValidationError('ca_content needs ca_path: where to keep the CA certificates on the host')
+    if not isinstance(content, str) or '-----BEGIN CERTIFICATE-----' not in content:
+        raise ValidationError('ca_content is not PEM text: it has no -----BEGIN CERTIFICATE----- line')
+    text = content if content.endswith('\n') else content + '\n'
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+        raise ValidationError('ca_path %s is a link or not a regular file; it is left as it is' % path)
+    if read_text(path) == text and stat.S_IMODE(os.stat(path).st_mode) == 0o644:
+        return False, path
+    if check_mode:
+        if os.path.isfile(path):
+            return True, path
+        fd, tmp = tempfile.mkstemp(prefix='codeferry-ca-', suffix='.pem')
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+        return True, tmp
+    try:
+        os.makedirs(os.path.dirname(path) or '.', mode=0o755, exist_ok=True)
+        write_private(path, text, mode=0o644)
+    except OSError as exc:
+        raise ValidationError('cannot write ca_path %s: %s' % (path, exc.strerror or exc)) from None
+    return True, path
 
 
 def apply_ownership(root, uid, gid, check_mode=False):
@@ -1324,10 +1353,23 @@ def checkout_repositories(params, check_mode=False, http_factory=None, environ=N
     options = {'check_mode': check_mode, 'force': bool(params.get('force')), 'uid': uid, 'gid': gid,
                'mode': parse_mode(params.get('mode')), 'credential_mode': params.get('credential_mode', 'store'),
                'ca_path': params.get('ca_path')}
-    if options['ca_path'] and not os.path.isfile(options['ca_path']):
-        raise ValidationError('ca_path %s is not a file' % options['ca_path'])
-    git = GitRunner(credential, ca_path=params.get('ca_path'), validate_certs=params.get('validate_certs', True),
-                    timeout=params.get('timeout'), environ=environ)
+    ca_changed, git_ca_path = False, options['ca_path']
+    if params.get('ca_content') is not None:
+        ca_changed, git_ca_path = install_ca(options['ca_path'], params['ca_content'], check_mode)
+    try:
+        if git_ca_path and not os.path.isfile(git_ca_path):
+            raise ValidationError('ca_path %s is not a file' % git_ca_path)
+        git = GitRunner(credential, ca_path=git_ca_path, validate_certs=params.get('validate_certs', True),
+                        timeout=params.get('timeout'), environ=environ)
+        results, changed, failures, diffs = _checkout_all(params, options, credential, git, http_factory)
+    finally:
+        if git_ca_path != options['ca_path']:
+            os.unlink(git_ca_path)
+    return results, changed or ca_changed, failures, diffs
+
+
+def _checkout_all(params, options, credential, git, http_factory):
+    """checkout_repositories for each entry, with the options and the git runner it set up."""
     secrets = git.secrets()
     results, failures, diffs = [], [], []
     seen = set()

@@ -12,7 +12,10 @@ import traceback
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import ENV_VARS, SECRET_OPTIONS, build_auth
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import AuthenticationError, BitbucketError
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import url_secrets
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import ModuleHttp
+
+URL_OPTIONS = ('api_url', 'token_url', 'redirect_uri')
 
 
 def module_http(module):
@@ -39,6 +42,8 @@ class ModuleRunner(object):
     def __init__(self, module):
         self.module = module
         self.auth = None
+        # URLs are refused when they hold credentials, but Ansible echoes the arguments: mask those there too.
+        module.no_log_values.update(url_secrets({'url': module.params.get(name)} for name in URL_OPTIONS))
 
     def client(self):
         """A BitbucketClient for the API options of the module."""

@@ -733,6 +733,11 @@ def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock
         return token
     if grant_type == 'refresh_token':
         if rejected is not None:
+            if cached is not None and cached.refresh_token:
+                # Rotating refresh tokens: two controllers with copies of one cache spend the same token.
+                rejected.message += ("; the refresh token of cache entry '%s' was refused: each one works once, so another "
+                                     "controller with a copy of this cache may have used it; authorize again with the "
+                                     "codeferry.bitbucket.authorize playbook" % (principal or '').partition(':')[2])
             raise rejected
         raise ValidationError("grant_type=refresh_token needs refresh_token: cache entry '%s' holds none; authorize "
                               "once with the codeferry.bitbucket.authorize playbook" % (principal or '').partition(':')[2])

@@ -162,6 +162,13 @@ options:
         (it overrides E(GIT_SSL_CAINFO)). It is also written to each checkout's C(http.<scheme://host>.sslCAInfo),
         so the owner's later C(git fetch) trusts the same CA. The owner must be able to read it.
     type: path
+  ca_content:
+    description:
+      - PEM text of those CA certificates, to be kept at O(ca_path) on the host. The file is written
+        (mode C(0644), atomically, never through a link, missing parent directories C(0755)) only when it differs,
+        which counts as a change. So one task installs the CA and checks out, with no C(copy) task before it.
+      - Needs O(ca_path). In check mode nothing is written.
+    type: str
   validate_certs:
     description:
       - Verify the git host's TLS certificate. Use O(ca_path) for a private CA instead of turning this off.
@@ -182,6 +189,9 @@ notes:
   - The module records the commit it last checked out in C(refs/codeferry/upstream), so that a commit checked out by hash
     alone (which no remote-tracking ref holds) is not taken for a local commit on the next update.
   - Use pipelining, or an Ansible temporary directory on a private file system, to keep module arguments off the host's disk.
+  - Set C(no_log) on tasks that pass O(access_token) or O(password). When an entry of O(repositories) is not a dictionary,
+    ansible-core rejects the arguments before it knows which values to mask, and its echo of them (C(invocation), shown
+    at C(-vvv) and kept in a registered result) holds those values in clear. The C(checkout) role sets C(no_log).
 seealso:
   - module: codeferry.bitbucket.ref_info
   - module: codeferry.bitbucket.oauth_token
@@ -379,11 +389,13 @@ def main():
             group=dict(type='str'),
             mode=dict(type='raw'),
             ca_path=dict(type='path'),
+            ca_content=dict(type='str'),
             validate_certs=dict(type='bool', default=True),
             timeout=dict(type='int', default=30),
         ),
         mutually_exclusive=[('access_token', 'username'), ('access_token', 'password')],
         required_together=[('username', 'password')],
+        required_by={'ca_content': 'ca_path'},
         supports_check_mode=True,
     )
     ModuleRunner(module).run(run_module)

@@ -41,7 +41,7 @@ options:
     default: branch
   name:
     description:
-      - Exact branch or tag name, for example V(main) or V(release/1.x). Fetched directly, without listing.
+      - Exact branch or tag name, for example V(main) or V(release/1.x). Fetched directly in one request, without listing.
       - A C(refs/heads/) or C(refs/tags/) prefix is accepted and taken off.
       - A name that does not exist fails the task.
       - Mutually exclusive with O(query) and O(sort).
@@ -129,8 +129,10 @@ commit:
   type: str
   sample: 9fbd1a7e1a1c7c39e1f4d0e8d64e2f1d2d9c6a11
 mainbranch:
-  description: Name of the repository's main branch; null for a repository without commits.
-  returned: always
+  description:
+    - Name of the repository's main branch; null for a repository without commits.
+    - Not returned with O(name), which is looked up in one request without fetching the repository.
+  returned: when O(name) is not set
   type: str
   sample: main
 '''
@@ -155,28 +157,44 @@ def resolve(runner):
     if params['name'] is not None:
         name, kind = split_ref_name(params['name'], kind)
     client = runner.client()
-    # The repository first: its 404 names the real problem, and it has the main branch.
-    repo = client.get('repositories', workspace, repository)
-    refs = []
-    for ref_kind, collection in _COLLECTIONS:
-        if kind not in (ref_kind, 'all'):
-            continue
-        if name is None:
-            found = client.paginate('repositories', workspace, repository, 'refs', collection,
-                                    q=params['query'], sort=params['sort'])
-            refs.extend(ref_summary(ref, ref_kind) for ref in found)
-            continue
-        try:
-            refs.append(ref_summary(client.get('repositories', workspace, repository, 'refs', collection, name), ref_kind))
-        except NotFoundError:
-            if kind != 'all':
-                raise
-    if name is not None and not refs:
-        raise NotFoundError('%s/%s has no branch or tag named %r' % (workspace, repository, name), status=404)
-    result = dict(changed=False, refs=refs, mainbranch=mainbranch(repo))
+    if name is not None:
+        refs = _named_refs(client, workspace, repository, kind, name)
+        result = dict(changed=False, refs=refs)
+    else:
+        # Without a name the repository is fetched too: it has the main branch.
+        repo = client.get('repositories', workspace, repository)
+        refs = []
+        for ref_kind, collection in _COLLECTIONS:
+            if kind in (ref_kind, 'all'):
+                found = client.paginate('repositories', workspace, repository, 'refs', collection,
+                                        q=params['query'], sort=params['sort'])
+                refs.extend(ref_summary(ref, ref_kind) for ref in found)
+        result = dict(changed=False, refs=refs, mainbranch=mainbranch(repo))
     if len(refs) == 1:
         result['commit'] = refs[0]['commit']
     return result
+
+
+def _named_refs(client, workspace, repository, kind, name):
+    """The branch and/or tag called name, in one request; a 404 names the repository or the ref that is missing."""
+    if kind == 'all' and not set(name) & set('"\\'):
+        # One request for both kinds: an exact-name query on the refs collection (branches first).
+        found = client.paginate('repositories', workspace, repository, 'refs', q='name = "%s"' % name)
+        refs = [ref_summary(ref) for ref in found if isinstance(ref, dict) and ref.get('name') == name]
+        refs.sort(key=lambda ref: ref['type'] != 'branch')
+    else:
+        refs = []
+        for ref_kind, collection in _COLLECTIONS:
+            if kind not in (ref_kind, 'all'):
+                continue
+            try:
+                refs.append(ref_summary(client.get('repositories', workspace, repository, 'refs', collection, name), ref_kind))
+            except NotFoundError:
+                if kind != 'all':
+                    raise
+    if not refs:
+        raise NotFoundError('%s/%s has no branch or tag named %r' % (workspace, repository, name), status=404)
+    return refs
 
 
 def main():

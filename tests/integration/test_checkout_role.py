@@ -113,6 +113,10 @@ def test_cold_then_warm_run_one_token_same_commit_everywhere_nothing_leaked(emu,
         assert origin == '%s/acme/%s.git' % (emu.git_url, slug)
     tokens = emu.stats()['tokens']
     assert_no_secrets(cold.stdout + cold.stderr, tokens + [CONSUMER['secret']])
+    # git_checkout itself keeps the controller's CA bundle on the host (the hosts share one path here).
+    host_ca = tmp_path / 'host-ca' / 'ca.pem'
+    assert host_ca.read_text().strip() == open(emu.ca_file, encoding='utf-8').read().strip()
+    assert oct(os.stat(str(host_ca)).st_mode & 0o777) == '0o644'
 
     emu.reset()
     warm = run_role(playbook, tmp_path, role_vars(emu, tmp_path), verbosity=4)

@@ -97,7 +97,7 @@ def test_odd_json_from_the_api_is_one_clear_error(body, message, faults, playboo
 
 def test_odd_repository_object_in_ref_info(faults, playbook, tmp_path):
     faults.fault(path_prefix='/2.0/repositories/acme/api', status=200, body='{"mainbranch": "main"}')
-    run = playbook.run([module_task('ref_info', workspace='acme', repository='api', name='main')],
+    run = playbook.run([module_task('ref_info', workspace='acme', repository='api')],
                        play_vars=play_vars(faults, tmp_path), verbosity=4)
     assert run.rc == 0, run
     assert 'Traceback' not in run.output and 'has no attribute' not in run.output

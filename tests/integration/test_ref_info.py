@@ -35,13 +35,37 @@ def test_branch_resolves_to_the_commit_git_sees(emulator, playbook, tmp_path, as
     assert run.rc == 0, run
     refs = run.results['refs']
     assert refs['changed'] is False
-    assert refs['mainbranch'] == 'main'
+    assert 'mainbranch' not in refs  # a name is looked up without fetching the repository
     (ref,) = refs['refs']
     assert ref['name'] == 'main' and ref['type'] == 'branch'
     assert ref['commit'] == ls_remote(emulator, 'api')['refs/heads/main']
     assert len(ref['commit']) == 40
     assert ref['date']
     assert_no_secrets(run.output, [WORKSPACE_TOKEN])
+
+
+@pytest.mark.parametrize('kind, name, expected', [
+    ('branch', 'main', [('branch', 'main')]),
+    ('tag', 'v1.0.0', [('tag', 'v1.0.0')]),
+    ('all', 'release/1.x', [('branch', 'release/1.x')]),
+    ('all', 'v1.0.0', [('tag', 'v1.0.0')]),
+])
+def test_a_named_ref_costs_one_api_request(kind, name, expected, emulator, playbook, tmp_path):
+    emulator.reset()
+    run = run_refs(playbook, emulator, tmp_path, kind=kind, name=name)
+    assert run.rc == 0, run
+    assert [(ref['type'], ref['name']) for ref in run.results['refs']['refs']] == expected
+    assert run.results['refs']['commit'] == run.results['refs']['refs'][0]['commit']
+    assert emulator.stats()['requests']['api'] == 1
+
+
+def test_all_kinds_with_a_name_that_is_both_a_branch_and_a_tag(make_emulator, playbook, tmp_path):
+    emulator = make_emulator()
+    emulator.commit('acme/api', {'both.txt': 'x'}, branch='v1.0.0')
+    run = run_refs(playbook, emulator, tmp_path, kind='all', name='v1.0.0')
+    assert run.rc == 0, run
+    assert [ref['type'] for ref in run.results['refs']['refs']] == ['branch', 'tag']
+    assert 'commit' not in run.results['refs']
 
 
 def test_branch_name_with_a_slash(emulator, playbook, tmp_path):

@@ -1,5 +1,6 @@
 """The WSGI application: routing, request counting, faults and latency, git smart HTTP and archives."""
 
+import base64
 import json
 import socket
 import threading
@@ -164,6 +165,9 @@ class EmulatorApp:
         headers = dict(fault.headers or {})
         if fault.body is not None:
             return text_response(fault.body, status, headers)
+        if fault.body_base64 is not None:
+            return Response(base64.b64decode(fault.body_base64), status=status, headers=headers,
+                            content_type=headers.pop("Content-Type", "application/octet-stream"))
         if status == 429:
             # Bitbucket Cloud's 429 is plain text with no Retry-After (unless the test adds one).
             return text_response(RATE_LIMITED, status, headers, content_type="text/plain")

@@ -1,5 +1,6 @@
 """Test controls behind /_emulator/: request counters, queued faults, added latency, commits pushed upstream."""
 
+import base64
 import dataclasses
 import re
 import threading
@@ -45,6 +46,8 @@ class Fault:
     drop: bool = False
     headers: dict = None
     body: str = None
+    body_base64: str = None
+    after: int = 0
 
     def describe(self):
         """The fault as JSON."""
@@ -62,13 +65,13 @@ def parse_fault(spec):
     """Validate a POST /_emulator/faults body."""
     if not isinstance(spec, dict):
         raise ControlError("expected a JSON object")
-    unknown = set(spec) - {"path_prefix", "status", "count", "delay_ms", "drop", "headers", "body"}
+    unknown = set(spec) - {"path_prefix", "status", "count", "delay_ms", "drop", "headers", "body", "body_base64", "after"}
     if unknown:
         raise ControlError("unknown keys: %s" % ", ".join(sorted(unknown)))
     prefix = spec.get("path_prefix")
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise ControlError("path_prefix must be a path starting with /")
-    fault = Fault(prefix, _int(spec, "count", 1, 1_000_000, 1))
+    fault = Fault(prefix, _int(spec, "count", 1, 1_000_000, 1), after=_int(spec, "after", 0, 1_000_000, 0))
     kinds = [name for name in ("status", "delay_ms", "drop") if spec.get(name) is not None and spec.get(name) is not False]
     if len(kinds) != 1:
         raise ControlError("give exactly one of status, delay_ms or drop")
@@ -89,6 +92,14 @@ def parse_fault(spec):
         if not isinstance(spec["body"], str):
             raise ControlError("body must be a string")
         fault.body = spec["body"]
+    if spec.get("body_base64") is not None:
+        if fault.status is None or fault.body is not None:
+            raise ControlError("body_base64 goes with status and instead of body")
+        try:
+            base64.b64decode(spec["body_base64"], validate=True)
+        except (TypeError, ValueError):
+            raise ControlError("body_base64 must be base64 text") from None
+        fault.body_base64 = spec["body_base64"]
     return fault
 
 
@@ -115,10 +126,15 @@ class Faults:
             return [fault.describe() for fault in self._queue]
 
     def take(self, path):
-        """Consume one use of the first fault whose prefix matches path; returns it or None."""
+        """Consume one use of the first fault whose prefix matches path; returns it or None.
+
+        A fault with `after` left lets that many matching requests through first (None for each)."""
         with self._lock:
             for fault in self._queue:
                 if path.startswith(fault.path_prefix):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.count -= 1
                     if fault.count <= 0:
                         self._queue.remove(fault)

@@ -1,5 +1,6 @@
 """Test-only controls of the emulator: faults (429, delay, drop), stats, reset, latency, and concurrency."""
 
+import base64
 import concurrent.futures
 import time
 
@@ -106,6 +107,41 @@ def test_faults_are_consumed_in_order(fresh):
     assert bb.get('/repositories/acme/docs').status_code == 429
     assert bb.get('/repositories/acme/docs').status_code == 503
     assert bb.get('/repositories/acme/docs').status_code == 200
+
+
+def test_after_lets_matching_requests_through_first(fresh):
+    bb = fresh
+    bb.emu.fault(path_prefix='/2.0/repositories', status=503, count=2, after=2)
+    bb.emu.fault(path_prefix='/2.0/repositories', status=429, count=1)
+    bb.emu.fault(path_prefix='/2.0/user', status=500, after=0)
+    assert bb.get('/user').status_code == 500  # after 0 is the default: at once
+    seen = [bb.get('/repositories/acme/docs').status_code for dummy in range(6)]
+    # The waiting fault stays first in line: the one queued behind it never jumps ahead.
+    assert seen == [200, 200, 503, 503, 429, 200]
+    assert bb.emu.stats()['requests']['api'] == 7
+
+
+def test_body_base64_answers_bytes(fresh):
+    bb = fresh
+    payload = b'\x1f\x8b\x00\xffnot text'
+    bb.emu.fault(path_prefix='/acme/api/get/', status=200, body_base64=base64.b64encode(payload).decode(),
+                 headers={'Content-Type': 'application/x-gzip'})
+    response = bb.web('/acme/api/get/main.tar.gz')
+    assert response.status_code == 200 and response.content == payload
+    assert response.headers['Content-Type'] == 'application/x-gzip'
+
+
+@pytest.mark.parametrize('spec', [
+    {'path_prefix': '/x', 'status': 200, 'body_base64': 'not base64!'},
+    {'path_prefix': '/x', 'drop': True, 'body_base64': 'AA=='},
+    {'path_prefix': '/x', 'status': 200, 'body': 'text', 'body_base64': 'AA=='},
+    {'path_prefix': '/x', 'status': 500, 'after': -1},
+    {'path_prefix': '/x', 'status': 500, 'after': '2'},
+], ids=['not-base64', 'without-status', 'with-body', 'negative-after', 'text-after'])
+def test_bad_after_or_body_base64_is_refused(fresh, spec):
+    response = fresh.request('POST', fresh.base_url + '/_emulator/faults', json=spec)
+    assert response.status_code == 400, response.text
+    assert fresh.emu.control('faults', {'clear': True}) == {'faults': []}
 
 
 # ---------------------------------------------------------------- stats and reset

@@ -574,6 +574,22 @@ def test_refresh_grant_without_refresh_token_uses_the_cached_one(tmp_path):
     assert stored(cache).refresh_token == 'rt-2'
 
 
+def test_a_spent_cached_refresh_token_says_what_to_do(tmp_path):
+    """A stale copy of the cache (another controller already rotated the refresh token) fails with the way out."""
+    server = FakeServer()
+    cache = make_cache(tmp_path, USER)
+    get_token(endpoint(server), cache, grant_type='authorization_code', code='good-code', now=NOW)
+    server.dead.add('rt-1')
+    with pytest.raises(TokenRequestError) as info:
+        get_token(endpoint(server), cache, grant_type='refresh_token', force=True, now=NOW + 10)
+    assert str(info.value).endswith(
+        "invalid_request: Invalid refresh_token; the refresh token of cache entry 'default' was refused: each one works "
+        "once, so another controller with a copy of this cache may have used it; authorize again with the "
+        "codeferry.bitbucket.authorize playbook")
+    assert 'rt-1' not in str(info.value)
+    assert stored(cache).refresh_token == 'rt-1'
+
+
 @pytest.mark.parametrize('entry', [None, 'alice'])
 def test_refresh_grant_without_any_refresh_token_says_what_to_do(tmp_path, entry):
     server = FakeServer()

@@ -655,3 +655,49 @@ def test_a_dot_name_never_goes_to_or_above_root(url):
     from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import RepoSpec
     with pytest.raises(_git.ValidationError, match='give dest'):
         RepoSpec({'url': url}, '/srv/checkouts')
+
+
+PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----'
+
+
+def test_install_ca_writes_once_then_leaves_the_file_alone(tmp_path):
+    path = str(tmp_path / 'etc' / 'codeferry' / 'ca.pem')
+    assert _git.install_ca(path, PEM) == (True, path)
+    assert open(path, encoding='utf-8').read() == PEM + '\n'
+    assert mode_of(path) == 0o644 and mode_of(os.path.dirname(path)) == 0o755
+    assert _git.install_ca(path, PEM + '\n') == (False, path)
+    os.chmod(path, 0o600)
+    assert _git.install_ca(path, PEM) == (True, path) and mode_of(path) == 0o644
+
+
+def test_install_ca_in_check_mode_writes_nothing_and_lends_git_a_temporary_copy(tmp_path):
+    path = str(tmp_path / 'ca.pem')
+    changed, used = _git.install_ca(path, PEM, check_mode=True)
+    assert changed and used != path and not os.path.exists(path)
+    assert open(used, encoding='utf-8').read() == PEM + '\n'
+    os.unlink(used)
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write('old')
+    assert _git.install_ca(path, PEM, check_mode=True) == (True, path)
+    assert open(path, encoding='utf-8').read() == 'old'
+
+
+@pytest.mark.parametrize('case', ['link', 'directory', 'not pem', 'no path'])
+def test_install_ca_refuses(case, tmp_path):
+    path = str(tmp_path / 'ca.pem')
+    target = tmp_path / 'elsewhere.pem'
+    target.write_text('keep')
+    content = PEM
+    if case == 'link':
+        os.symlink(str(target), path)
+    elif case == 'directory':
+        os.mkdir(path)
+    elif case == 'not pem':
+        content = 'hello'
+    else:
+        path = None
+    with pytest.raises(_git.ValidationError) as info:
+        _git.install_ca(path, content)
+    assert 'ca_' in str(info.value)
+    assert target.read_text() == 'keep'
+
