@@ -286,9 +286,7 @@ def resolve_owner(owner, group):
         try:
             uid = pwd.getpwnam(owner).pw_uid
         except KeyError:
-            if not str(owner).isdigit():
-                raise ValidationError('owner %s: no such user on this host' % owner)
-            uid = int(owner)
+            uid = _numeric_id('owner', owner, 'user')
         if uid != os.geteuid() and os.geteuid() != 0:
             raise ValidationError('owner %s: the module runs as %s and cannot give files to another user; use become'
                                   % (owner, _user_name(os.geteuid())))
@@ -296,10 +294,15 @@ def resolve_owner(owner, group):
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            if not str(group).isdigit():
-                raise ValidationError('group %s: no such group on this host' % group)
-            gid = int(group)
+            gid = _numeric_id('group', group, 'group')
     return uid, gid
+
+
+def _numeric_id(option, value, what):
+    """A user or group id given as a number (0 to 2**32 - 2; 2**32 - 1 means 'unchanged' to the kernel)."""
+    if not re.match(r'^[0-9]{1,10}$', str(value)) or int(value) > 0xFFFFFFFE:
+        raise ValidationError('%s %s: no such %s on this host, and not an id from 0 to 4294967294' % (option, value, what))
+    return int(value)
 
 
 def _user_name(uid):

@@ -701,3 +701,11 @@ def test_install_ca_refuses(case, tmp_path):
     assert 'ca_' in str(info.value)
     assert target.read_text() == 'keep'
 
+
+
+@pytest.mark.parametrize('value', ['4294967295', '4294967296', '99999999999', '\u00b2', '-1', '1.5'])
+def test_owner_and_group_numbers_out_of_range_are_refused(value):
+    for owner, group in ((value, None), (None, value)):
+        with pytest.raises(_git.ValidationError) as info:
+            _git.resolve_owner(owner, group)
+        assert 'not an id from 0 to 4294967294' in str(info.value)
