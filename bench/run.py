@@ -229,8 +229,8 @@ def measure(bench, scenario, contender, playbook, fleet, extra=None, before_run=
         pattern = token_forms(stats['tokens'])
         samples.append({'requests': stats['requests'], 'wall_s': round(wall, 3), 'changed': changed,
                         'token_leaks': token_leaks(pattern, fleet, output), 'pattern': pattern})
-        progress('%s %s run %d/%d: %.1f s  %s  changed=%d' % (scenario, contender, number, runs, wall,
-                                                            format_requests(stats['requests']), changed))
+        progress('%s %s run %d/%d: %.1f s  %s  changed=%d'
+                 % (scenario, contender, number, runs, wall, format_requests(stats['requests']), changed))
     median = sorted(samples, key=lambda sample: sample['wall_s'])[len(samples) // 2]
     distinct = {json.dumps(sample['requests'], sort_keys=True) for sample in samples}
     if len(distinct) > 1:
@@ -431,7 +431,8 @@ def main():
     started = time.perf_counter()
     scenarios = ['fleet_cold', 'fleet_warm', 'token_expired', 'list_1000'] + ['fleet_scale_%d' % hosts for hosts in SCALE_HOSTS]
     results = {'scenarios': {name: {} for name in scenarios}}
-    meta = {'latency_ms': LATENCY_MS, 'runs_wanted': RUNS, 'one_run_over_s': ONE_RUN_OVER_S, 'forks': FORKS, 'hosts': FLEET_HOSTS, 'scale_hosts': list(SCALE_HOSTS),
+    meta = {'latency_ms': LATENCY_MS, 'runs_wanted': RUNS, 'one_run_over_s': ONE_RUN_OVER_S, 'forks': FORKS,
+            'hosts': FLEET_HOSTS, 'scale_hosts': list(SCALE_HOSTS),
             'repositories': list(REPOSITORIES),
             'list_size': LIST_SIZE, 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'ansible_core': subprocess.run([os.path.join(BIN_DIR, 'ansible'), '--version'], capture_output=True, text=True,

@@ -207,7 +207,7 @@ def expect(condition, message):
 def plain_role_success(scene, run, hosts=HOSTS):
     """The role ran on hosts, each checkout at its repository's upstream main branch."""
     expect(run.rc == 0, 'the role failed: %r' % run)
-    found = {key: commit for key, commit in heads_of(scene, hosts).items()}
+    found = dict(heads_of(scene, hosts))
     expect(sorted(found) == sorted((host, slug) for host in hosts for slug in ('api', 'web')), 'checkouts: %s' % sorted(found))
     for (host, slug), commit in found.items():
         expect(commit == upstream(scene.emu, slug), '%s/%s is not at the upstream commit' % (host, slug))

@@ -118,12 +118,10 @@ def strings_in(value):
     elif isinstance(value, dict):
         for key, item in value.items():
             yield str(key)
-            for found in strings_in(item):
-                yield found
+            yield from strings_in(item)
     elif isinstance(value, list):
         for item in value:
-            for found in strings_in(item):
-                yield found
+            yield from strings_in(item)
 
 
 def passed_secrets(args):
@@ -254,8 +252,7 @@ def url_like(hosts, paths=None):
                                                     '127.0.0.1:1\r\nX-Injected: 1', '', '%31%32%37.0.0.1']),
                      st.tuples(st.just('no-such-host-'), st.text(LOWER, min_size=1, max_size=8),
                                st.just('.invalid')).map(''.join))
-    path = paths if paths is not None else st.one_of(st.just(''), st.just('/'), st.just('/2.0'),
-                                                      odd_text.map(lambda text: '/' + text))
+    path = paths if paths is not None else st.one_of(st.just(''), st.just('/'), st.just('/2.0'), odd_text.map(lambda text: '/' + text))
     built = st.tuples(schemes, st.sampled_from(['://', '://', ':/', ':', '//']), userinfo, host, path).map(''.join)
     return st.one_of(built, built, odd_text, wrong_types)
 

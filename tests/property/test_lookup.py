@@ -37,6 +37,7 @@ from property_helpers import (
     wrong_types,
 )
 
+
 @pytest.fixture(scope='module')
 def lookup():
     plugin = lookup_loader.get('codeferry.bitbucket.oauth_token')

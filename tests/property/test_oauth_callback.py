@@ -37,7 +37,6 @@ from property_helpers import (
 )
 
 
-
 def free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))

@@ -702,7 +702,6 @@ def test_install_ca_refuses(case, tmp_path):
     assert target.read_text() == 'keep'
 
 
-
 @pytest.mark.parametrize('value', ['4294967295', '4294967296', '99999999999', '\u00b2', '-1', '1.5'])
 def test_owner_and_group_numbers_out_of_range_are_refused(value):
     for owner, group in ((value, None), (None, value)):
