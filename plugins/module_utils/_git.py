@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 import zlib
 
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError, ValidationError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import redact
@@ -173,22 +173,6 @@ def slug_of(url):
     """The repository's name in a clean URL: its last path segment without .git."""
     name = urlsplit(url).path.rstrip('/').rpartition('/')[2]
     return name[:-4] if name.endswith('.git') else name
-
-
-def url_secrets(entries):
-    """Credentials that a careless user wrote into repository URLs, so the front end can mask them in output."""
-    found = set()
-    for entry in entries or []:
-        url = entry.get('url') if isinstance(entry, dict) else None
-        if not isinstance(url, str):
-            continue
-        netloc = url.partition('://')[2].partition('/')[0]
-        if '@' not in netloc:
-            continue
-        userinfo = netloc.rpartition('@')[0]
-        password = userinfo.partition(':')[2]
-        found.update(value for value in (userinfo, password, unquote(password)) if len(value) >= 4)
-    return found
 
 
 def same_repository(one, other):

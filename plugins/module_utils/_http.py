@@ -31,7 +31,7 @@ import ssl
 import time
 
 from urllib.error import HTTPError, URLError
-from urllib.parse import parse_qsl, quote, quote_plus, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urljoin, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import fetch_url, open_url
 
@@ -591,3 +591,19 @@ class PluginHttp(HttpHelper):
             return response.status, _lower_headers(response.headers.items()), body
         finally:
             response.close()
+
+
+def url_secrets(entries):
+    """Credentials that a careless user wrote into repository URLs, so the front end can mask them in output."""
+    found = set()
+    for entry in entries or []:
+        url = entry.get('url') if isinstance(entry, dict) else None
+        if not isinstance(url, str):
+            continue
+        netloc = url.partition('://')[2].partition('/')[0]
+        if '@' not in netloc:
+            continue
+        userinfo = netloc.rpartition('@')[0]
+        password = userinfo.partition(':')[2]
+        found.update(value for value in (userinfo, password, unquote(password)) if len(value) >= 4)
+    return found

@@ -12,8 +12,7 @@ import traceback
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import ENV_VARS, SECRET_OPTIONS, build_auth
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import AuthenticationError, BitbucketError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import url_secrets
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import ModuleHttp
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import ModuleHttp, url_secrets
 
 URL_OPTIONS = ('api_url', 'token_url', 'redirect_uri')
 

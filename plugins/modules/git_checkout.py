@@ -348,7 +348,8 @@ repositories:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import CheckoutFailed, checkout_repositories, url_secrets
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import CheckoutFailed, checkout_repositories
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import url_secrets
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner, module_http
 
 
