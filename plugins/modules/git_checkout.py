@@ -198,6 +198,17 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Trust a private CA kept on the controller, installed by the same task
+  codeferry.bitbucket.git_checkout:
+    repositories:
+      - url: https://git.example.internal/acme/api.git
+        dest: /srv/api
+        ref: main
+    access_token: "{{ bitbucket_token.access_token }}"
+    ca_path: /etc/codeferry-bitbucket/ca.pem
+    ca_content: "{{ lookup('ansible.builtin.file', 'files/private-ca.pem') }}"
+  no_log: true
+
 - name: Pin the main branch once, on the controller
   codeferry.bitbucket.ref_info:
     workspace: acme
