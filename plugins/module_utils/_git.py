@@ -49,6 +49,7 @@ ARCHIVE_MARKER = '.codeferry-archive.json'
 TEMP_INFIX = '.codeferry-'
 MODES = ('store', 'url', 'ephemeral')
 METHODS = ('git', 'archive')
+TRANSPORTS = ('direct', 'controller')
 LIST_LIMIT = 10
 
 _HASH = re.compile(r'[0-9a-f]{40}(?:[0-9a-f]{24})?')
@@ -60,6 +61,43 @@ _DROPPED_ENV = ('GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECT
                 'GIT_CURL_VERBOSE', 'GIT_REDACT_COOKIES', 'GIT_TRACE_REDACT')
 _BACKUP_IDENTITY = {'GIT_AUTHOR_NAME': 'codeferry.bitbucket', 'GIT_AUTHOR_EMAIL': 'git_checkout@codeferry.invalid',
                     'GIT_COMMITTER_NAME': 'codeferry.bitbucket', 'GIT_COMMITTER_EMAIL': 'git_checkout@codeferry.invalid'}
+
+
+# The options of git_checkout, shared by the module and its action plugin (transport=controller).
+_REPOSITORY_OPTIONS = dict(
+    url=dict(type='str', required=True),
+    dest=dict(type='path'),
+    commit=dict(type='str'),
+    ref=dict(type='str'),
+    depth=dict(type='int'),
+    bundle=dict(type='path'),
+    bundle_shallow=dict(type='list', elements='str'),
+    archive=dict(type='path'),
+)
+ARGUMENT_SPEC = dict(
+    repositories=dict(type='list', elements='dict', required=True, options=_REPOSITORY_OPTIONS),
+    root=dict(type='path'),
+    method=dict(type='str', default='git', choices=['git', 'archive']),
+    transport=dict(type='str', default='direct', choices=['direct', 'controller']),
+    mirror_dir=dict(type='path'),
+    credential_mode=dict(type='str', default='store', choices=['store', 'url', 'ephemeral']),
+    access_token=dict(type='str', no_log=True),
+    username=dict(type='str'),
+    password=dict(type='str', no_log=True),
+    force=dict(type='bool', default=False),
+    owner=dict(type='str'),
+    group=dict(type='str'),
+    mode=dict(type='raw'),
+    ca_path=dict(type='path'),
+    ca_content=dict(type='str'),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='int', default=30),
+)
+ARGUMENT_RULES = dict(
+    mutually_exclusive=[('access_token', 'username'), ('access_token', 'password')],
+    required_together=[('username', 'password')],
+    required_by={'ca_content': 'ca_path'},
+)
 
 
 class GitError(BitbucketError):
@@ -88,6 +126,15 @@ class CheckoutFailed(BitbucketError):
 
     def result_fields(self):
         return {'changed': self.changed, 'repositories': self.repositories}
+
+
+class NeedsObjects(BitbucketError):
+    """transport=controller: the host lacks the objects and no bundle or archive was given for them."""
+
+    def __init__(self, have, new):
+        super(NeedsObjects, self).__init__('the controller must send the objects')
+        self.have = have
+        self.new = new
 
 
 # --- input --------------------------------------------------------------------------------
@@ -135,6 +182,9 @@ class Credential(object):
     def authorization(self):
         if self.kind == 'token':
             return 'Bearer ' + self.secret
+        return self.basic()
+
+    def basic(self):
         raw = ('%s:%s' % (self.username, self.secret)).encode('utf-8')
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
 
@@ -229,6 +279,17 @@ class RepoSpec(object):
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
             raise ValidationError('depth must be a whole number of commits, at least 1, got %r' % (depth,))
         self.depth = depth
+        # Set by the action plugin for transport=controller: files on this host to take the objects from.
+        self.bundle = entry.get('bundle') or None
+        self.archive = entry.get('archive') or None
+        shallow = entry.get('bundle_shallow') or []
+        if not isinstance(shallow, list) or not all(isinstance(c, str) and _HASH.fullmatch(c) for c in shallow):
+            raise ValidationError('bundle_shallow must be a list of full commit hashes')
+        self.bundle_shallow = shallow
+        for name in ('bundle', 'archive'):
+            path = getattr(self, name)
+            if path is not None and (not isinstance(path, str) or not os.path.isabs(path)):
+                raise ValidationError('%s must be an absolute path on the host, got %r' % (name, path))
 
     @property
     def ref_kinds(self):
@@ -321,8 +382,11 @@ class GitRunner(object):
     credential, and only through the environment.
     """
 
-    def __init__(self, credential=None, ca_path=None, validate_certs=True, timeout=None, environ=None):
+    def __init__(self, credential=None, ca_path=None, validate_certs=True, timeout=None, environ=None, header_auth=False):
         self.credential = credential
+        # The controller's mirrors: the credential goes with the first request (no 401 round trip), from the
+        # environment too, and redirects are not followed, since the header would go along to wherever they point.
+        self.header_auth = header_auth
         self.ca_path = ca_path
         self.validate_certs = validate_certs
         self.timeout = timeout
@@ -330,7 +394,9 @@ class GitRunner(object):
         self.executable = shutil.which('git', path=self.environ.get('PATH') or os.defpath)
 
     def secrets(self):
-        return self.credential.secrets() if self.credential else []
+        if self.credential is None:
+            return []
+        return self.credential.secrets() + ([self.credential.basic()[len('Basic '):]] if self.header_auth else [])
 
     def _env(self, identity, network, extra):
         env = dict((k, v) for k, v in self.environ.items()
@@ -358,7 +424,10 @@ class GitRunner(object):
             # checkout's store): this run uses the credential it was given, and nothing else
             # learns of it.
             config.append(('credential.helper', ''))
-            if self.credential is not None:
+            if self.credential is not None and self.header_auth:
+                config.extend((('http.extraHeader', 'Authorization: ' + self.credential.basic()),
+                               ('http.followRedirects', 'false')))
+            elif self.credential is not None:
                 config.append(('credential.helper', HELPER))
                 env.update(self.credential.env())
             if self.timeout:
@@ -600,6 +669,8 @@ class GitCheckout(object):
                        'after': spec.commit, 'action': None, 'changed': False, 'credential_refreshed': False,
                        'backup_ref': None, 'local_work': None}
         self.identity = None
+        # transport=controller: no network; objects come only from the bundle the controller sent.
+        self.offline = options.get('transport') == 'controller'
 
     # -- small git helpers
 
@@ -641,6 +712,8 @@ class GitCheckout(object):
         self.result['action'] = 'cloned'
         self.result['changed'] = True
         self.identity = self._target_identity()
+        if self.offline and not spec.bundle:
+            raise NeedsObjects([], True)
         if self.check_mode:
             self.result['after'] = self._probe(None)[0]
             return self.result
@@ -703,6 +776,9 @@ class GitCheckout(object):
         self.result['before'] = head
         dirty = self._status()
         kind, name = self._local_ref_kind()
+        if kind is None and self.offline and len(spec.ref_kinds) == 1 and spec.commit and self._has_commit(spec.commit):
+            # The controller names the ref in full (refs/heads/ or refs/tags/), and the commit is here already.
+            kind, name = spec.ref_kinds[0]
         on_target = (spec.commit is not None and head == spec.commit
                      and (kind != 'branch' or branch == 'refs/heads/' + name))
         if on_target and not dirty['staged'] and not dirty['modified']:
@@ -836,6 +912,8 @@ class GitCheckout(object):
     def _fetch(self, cwd, depth=None):
         """Fetch the wanted commit and/or ref into the repository at cwd; return (commit, kind, name)."""
         spec = self.spec
+        if self.offline:
+            return self._fetch_bundle(cwd)
         base = ['fetch', '--quiet', '--no-tags', '--no-recurse-submodules']
         if depth:
             base.append('--depth=%d' % depth)
@@ -876,6 +954,68 @@ class GitCheckout(object):
         else:
             commit = self._git(['rev-parse', 'FETCH_HEAD^{commit}'], cwd)
         return commit, kind, name
+
+    def _fetch_bundle(self, cwd):
+        """transport=controller: fetch the commit (and the ref the controller named in full) from the bundle file."""
+        spec = self.spec
+        if not spec.bundle:
+            raise NeedsObjects(self._haves(), False)
+        if not spec.commit:
+            raise ValidationError('transport=controller needs commit for %s (the action plugin resolves it)' % spec.url)
+        git_dir = os.path.join(cwd, '.git') if os.path.isdir(os.path.join(cwd, '.git')) else cwd
+        work = None
+        try:
+            path, work = self._lend(spec.bundle)
+            if spec.bundle_shallow:
+                # A shallow bundle's oldest commits have parents that are not in it: git must know they are cut off.
+                shallow = os.path.join(git_dir, 'shallow')
+                known = set((read_text(shallow) or '').split())
+                with open(shallow, 'a', encoding='utf-8') as handle:
+                    handle.write(''.join(c + '\n' for c in spec.bundle_shallow if c not in known))
+                if self.identity is not None and self.identity.differs():
+                    os.chown(shallow, self.identity.uid, self.identity.gid)
+            kind, name = spec.ref_kinds[0] if spec.ref_kinds else (None, None)
+            refspecs = [spec.commit]
+            if kind == 'branch':
+                refspecs.append('+refs/heads/%s:refs/remotes/origin/%s' % (name, name))
+            elif kind == 'tag':
+                refspecs.append('+refs/tags/%s:refs/tags/%s' % (name, name))
+            rc, dummy, err = self.git.run(['fetch', '--quiet', '--no-tags', '--no-recurse-submodules', path] + refspecs,
+                                          cwd, self.identity, check=False)
+        except OSError as exc:
+            raise CheckoutError('cannot read the bundle %s sent by the controller: %s' % (spec.bundle, exc.strerror or exc))
+        finally:
+            if work:
+                remove_tree(work)
+        if rc != 0:
+            raise GitError('fetch from the bundle sent by the controller failed: %s' % (_last_lines(err) or 'no output'), err)
+        if not self._has_commit(spec.commit, cwd):
+            raise CheckoutError('the bundle sent by the controller does not hold commit %s' % spec.commit)
+        return spec.commit, kind, name
+
+    def _haves(self):
+        """Commits this checkout has from the remote (or from an earlier run): the base of an incremental bundle."""
+        if not os.path.isdir(os.path.join(self.spec.dest, '.git')):
+            return []
+        tips = [self._try(['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']) or '']
+        tips += (self._try(['for-each-ref', '--format=%(objectname)', UPSTREAM_REF, 'refs/remotes/', 'refs/tags/',
+                            'refs/heads/']) or '').split()
+        unique = []
+        for tip in tips:
+            if tip and tip not in unique:
+                unique.append(tip)
+        return unique[:100]
+
+    def _lend(self, path):
+        """The file at path, readable by the user git runs as: (path for git, temporary directory to remove or None)."""
+        if self.identity is None or not self.identity.differs():
+            return path, None
+        work = tempfile.mkdtemp(prefix='codeferry-bundle-')
+        os.chown(work, self.identity.uid, self.identity.gid)
+        copy = os.path.join(work, 'objects.bundle')
+        shutil.copyfile(path, copy)
+        os.chown(copy, self.identity.uid, self.identity.gid)
+        return copy, work
 
     def _fetch_error(self, err):
         spec = self.spec
@@ -1265,6 +1405,19 @@ class ArchiveCheckout(object):
         return marker
 
     def _download(self):
+        if self.options.get('transport') == 'controller':
+            # No network here: the controller sends the archive it downloaded once for the whole fleet.
+            if not self.spec.archive:
+                raise NeedsObjects([], self.result['action'] == 'cloned')
+            try:
+                with open(self.spec.archive, 'rb') as handle:
+                    body = handle.read()
+            except OSError as exc:
+                raise CheckoutError('cannot read the archive %s sent by the controller: %s'
+                                    % (self.spec.archive, exc.strerror or exc))
+            if body[:2] != b'\x1f\x8b':
+                raise CheckoutError('the archive sent by the controller is not a .tar.gz file')
+            return body
         url = self.archive_url()
         headers = {'Accept': 'application/x-gzip, application/octet-stream'}
         if self.credential is not None:
@@ -1308,7 +1461,7 @@ class ArchiveCheckout(object):
 # --- all repositories ------------------------------------------------------------------------
 
 
-def _diff(result):
+def diff_of(result):
     """--diff: the commit before and after, per repository; a refused or failed one stays as it was."""
     header = '%s (%s)' % (result['dest'], result['url'])
     before = 'absent\n' if result['action'] == 'cloned' or result['before'] is None else 'commit: %s\n' % result['before']
@@ -1331,7 +1484,11 @@ def summary(result):
 
 def checkout_repositories(params, check_mode=False, http_factory=None, environ=None):
     """Check out every entry of params['repositories']; returns (results, changed, failures, diffs)."""
-    credential = Credential.from_params(params)
+    transport = params.get('transport') or 'direct'
+    if transport not in TRANSPORTS:
+        raise ValidationError('transport must be one of %s' % ', '.join(TRANSPORTS))
+    # With transport=controller the credential stays on the controller; the host never needs it.
+    credential = Credential.from_params(params) if transport == 'direct' else None
     if params.get('credential_mode', 'store') not in MODES:
         raise ValidationError('credential_mode must be one of %s' % ', '.join(MODES))
     if params.get('method', 'git') not in METHODS:
@@ -1339,7 +1496,7 @@ def checkout_repositories(params, check_mode=False, http_factory=None, environ=N
     uid, gid = resolve_owner(params.get('owner'), params.get('group'))
     options = {'check_mode': check_mode, 'force': bool(params.get('force')), 'uid': uid, 'gid': gid,
                'mode': parse_mode(params.get('mode')), 'credential_mode': params.get('credential_mode', 'store'),
-               'ca_path': params.get('ca_path')}
+               'ca_path': params.get('ca_path'), 'transport': transport}
     ca_changed, git_ca_path = False, options['ca_path']
     if params.get('ca_content') is not None:
         ca_changed, git_ca_path = install_ca(options['ca_path'], params['ca_content'], check_mode)
@@ -1380,6 +1537,10 @@ def _checkout_all(params, options, credential, git, http_factory):
                 worker = GitCheckout(spec, options, git)
             result = worker.apply()
             result['failed'] = False
+        except NeedsObjects as exc:
+            # Not a failure: the action plugin sends a bundle (or an archive) and runs the module again.
+            result = worker.result
+            result.update(action='needs_objects', failed=False, changed=False, have=exc.have, new=exc.new)
         except BitbucketError as exc:
             if worker is not None:
                 result = worker.result
@@ -1400,6 +1561,6 @@ def _checkout_all(params, options, credential, git, http_factory):
         if result['failed']:
             failures.append('%s: %s' % (result.get('dest') or 'repositories[%d]' % index, result['msg']))
         results.append(result)
-        diffs.append(_diff(result))
+        diffs.append(diff_of(result))
     changed = any(result['changed'] for result in results)
     return results, changed, failures, diffs

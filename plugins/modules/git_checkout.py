@@ -359,7 +359,8 @@ repositories:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import CheckoutFailed, checkout_repositories
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import (
+    ARGUMENT_RULES, ARGUMENT_SPEC, CheckoutFailed, checkout_repositories)
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import url_secrets
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner, module_http
 
@@ -380,36 +381,7 @@ def run_module(runner):
 
 
 def main():
-    repository = dict(
-        url=dict(type='str', required=True),
-        dest=dict(type='path'),
-        commit=dict(type='str'),
-        ref=dict(type='str'),
-        depth=dict(type='int'),
-    )
-    module = AnsibleModule(
-        argument_spec=dict(
-            repositories=dict(type='list', elements='dict', required=True, options=repository),
-            root=dict(type='path'),
-            method=dict(type='str', default='git', choices=['git', 'archive']),
-            credential_mode=dict(type='str', default='store', choices=['store', 'url', 'ephemeral']),
-            access_token=dict(type='str', no_log=True),
-            username=dict(type='str'),
-            password=dict(type='str', no_log=True),
-            force=dict(type='bool', default=False),
-            owner=dict(type='str'),
-            group=dict(type='str'),
-            mode=dict(type='raw'),
-            ca_path=dict(type='path'),
-            ca_content=dict(type='str'),
-            validate_certs=dict(type='bool', default=True),
-            timeout=dict(type='int', default=30),
-        ),
-        mutually_exclusive=[('access_token', 'username'), ('access_token', 'password')],
-        required_together=[('username', 'password')],
-        required_by={'ca_content': 'ca_path'},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **ARGUMENT_RULES)
     ModuleRunner(module).run(run_module)
 
 
