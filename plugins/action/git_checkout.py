@@ -44,6 +44,10 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=redact(str(exc.message), sorted(secrets)))
         except BitbucketError as exc:
             result.update(failed=True, msg=redact(str(exc), sorted(secrets)))
+        except Exception as exc:  # pylint: disable=broad-except
+            # A bug or an input nobody foresaw: still one message, and no secret in it.
+            result.update(failed=True, msg=redact('unexpected error (please report it): %s: %s' % (type(exc).__name__, exc),
+                                                  sorted(secrets)))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         if not self._task.diff:

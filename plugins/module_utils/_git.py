@@ -1380,7 +1380,7 @@ class ArchiveCheckout(object):
         self.result['changed'] = True
         if self.check_mode:
             return self.result
-        body = self._download()
+        body = self.download()
         tmp = make_temp_beside(spec.dest, 'archive')
         try:
             safe_extract(io.BytesIO(body), tmp)
@@ -1404,7 +1404,7 @@ class ArchiveCheckout(object):
             raise CheckoutError('dest %s has an unreadable %s; remove dest to download it again' % (self.spec.dest, ARCHIVE_MARKER))
         return marker
 
-    def _download(self):
+    def download(self):
         if self.options.get('transport') == 'controller':
             # No network here: the controller sends the archive it downloaded once for the whole fleet.
             if not self.spec.archive:

@@ -28,6 +28,9 @@ description:
     the other repositories are still processed and every per-repository result is returned.
   - New checkouts are made in a temporary directory beside O(repositories[].dest) and renamed into place, so a
     dropped connection leaves nothing that a new run cannot repair.
+  - With O(transport=controller), the action plugin of this module fetches on the controller instead, into one bare
+    mirror per repository, and sends each host a git bundle of the commits it lacks over the Ansible connection.
+    The host needs no route to the git server and never receives the credential. See O(transport).
 author:
   - codeferry.bitbucket contributors (@codeferry)
 extends_documentation_fragment:
@@ -42,6 +45,10 @@ attributes:
     support: full
     details:
       - The diff shows the commit before and after, per repository.
+  action:
+    support: full
+    details:
+      - The action plugin runs O(transport=controller) on the controller; with O(transport=direct) it only runs the module.
 options:
   repositories:
     description:
@@ -79,7 +86,25 @@ options:
         description:
           - Fetch only this many commits of history (a shallow clone). Applied to new checkouts and to checkouts
             that are already shallow; a full checkout is never made shallow.
+          - With O(transport=controller), a new checkout gets a shallow bundle of this depth.
         type: int
+      bundle:
+        description:
+          - Set by the action plugin with O(transport=controller); leave it unset.
+          - A git bundle file on the host that holds O(repositories[].commit) (and the ref, named in full),
+            fetched from instead of O(repositories[].url).
+        type: path
+      bundle_shallow:
+        description:
+          - Set by the action plugin with O(transport=controller); leave it unset.
+          - The commits where the history in a shallow O(repositories[].bundle) is cut off.
+        type: list
+        elements: str
+      archive:
+        description:
+          - Set by the action plugin with O(transport=controller) and O(method=archive); leave it unset.
+          - A C(.tar.gz) file on the host of O(repositories[].commit), used instead of a download.
+        type: path
   root:
     description:
       - Directory for the entries of O(repositories) without O(repositories[].dest); each goes to a
@@ -96,6 +121,34 @@ options:
     type: str
     choices: [git, archive]
     default: git
+  transport:
+    description:
+      - V(direct) - the host fetches from the git server itself, with the credential (see O(credential_mode)).
+      - V(controller) - the action plugin keeps one bare mirror per repository on the controller, under O(mirror_dir),
+        and fetches it at most once per C(ansible-playbook) run, and not at all when it already holds the commit.
+        Forks wait for each other on a lock file beside each mirror. It asks the host which commits it has (no network
+        on the host), builds an incremental git bundle from those to the commit, copies it over the Ansible connection,
+        and the module fetches from that file, which is removed afterwards. A host that is at the commit gets nothing.
+        A new host gets the whole history, or O(repositories[].depth) commits of it.
+      - With V(controller) the credential never reaches the host - no store file, no environment variable, no module
+        argument - and C(origin) stays the clean URL. O(credential_mode) is ignored (with a warning when set), and a
+        credential an earlier direct run left in a checkout is removed.
+      - With V(controller) and O(method=archive), each archive is downloaded once on the controller, kept beside the
+        mirror, and copied to the hosts that need it.
+      - With V(controller), O(ca_content) (when given) is also what the controller's git trusts; otherwise the
+        controller's own settings apply. O(validate_certs) and O(timeout) apply to the controller's fetch.
+      - In check mode the mirrors are still fetched; they are the controller's cache, not the host's state.
+    type: str
+    choices: [direct, controller]
+    default: direct
+  mirror_dir:
+    description:
+      - With O(transport=controller), the directory on the controller for the mirrors, one bare repository per URL
+        under C(<host>/<path>.git), with C(<path>.archives/) for archives. Created with mode C(0700); like the token
+        cache, it must belong to the user running Ansible and be closed to others, and no part of it may be a link.
+      - The mirrors are never pruned automatically; see the transports guide for their disk use and how to prune them.
+      - Default C(~/.cache/codeferry.bitbucket/mirrors).
+    type: path
   credential_mode:
     description:
       - What of the credential stays on the host after the module exits. Ignored by O(method=archive), which leaves nothing.
@@ -257,6 +310,19 @@ EXAMPLES = r'''
     credential_mode: ephemeral
     force: true
 
+- name: Hosts without a route to Bitbucket - the controller fetches once and sends bundles, the token stays here
+  codeferry.bitbucket.git_checkout:
+    transport: controller
+    repositories:
+      - url: https://bitbucket.org/acme/api.git
+        dest: /srv/checkouts/api
+        ref: main
+        commit: "{{ api_ref.commit }}"
+    access_token: "{{ bitbucket_token.access_token }}"
+    owner: deploy
+  become: true
+  no_log: true
+
 - name: A host without git
   codeferry.bitbucket.git_checkout:
     method: archive
@@ -331,6 +397,41 @@ repositories:
       description: One line about this repository, without secrets, for reports.
       type: str
       sample: "/srv/checkouts/api: updated at 9fbd1a7e1a1c"
+    transfer:
+      description:
+        - With O(transport=controller), what the controller sent this host for this repository; null when it needed nothing.
+      returned: when O(transport=controller)
+      type: dict
+      contains:
+        kind:
+          description: V(bundle) or V(archive).
+          type: str
+          sample: bundle
+        bytes:
+          description: Size of the file sent.
+          type: int
+          sample: 4321
+        commits:
+          description: Commits in the bundle.
+          type: int
+          returned: for a bundle
+          sample: 2
+        prerequisites:
+          description: Commits the host has that the bundle builds on; empty for a bundle of the whole history.
+          type: list
+          elements: str
+          returned: for a bundle
+          sample: [1c6b2b8f1e0d3c4a5b6978a0b1c2d3e4f5a6b7c8]
+        shallow:
+          description: Whether the bundle holds only O(repositories[].depth) commits of history.
+          type: bool
+          returned: for a bundle
+          sample: false
+        downloaded:
+          description: For an archive, whether this task downloaded it (false when the controller had it already).
+          type: bool
+          returned: for an archive
+          sample: true
     local_work:
       description: What was at stake, when there was local work; null otherwise.
       type: dict

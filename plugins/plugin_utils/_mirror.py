@@ -144,8 +144,10 @@ class Mirror(object):
         with MirrorLock(self.path + '.lock'):
             if not os.path.isdir(os.path.join(self.path, 'objects')):
                 self._create(spec)
-            found = self._lookup(spec) if spec.commit else None
-            if found is None and not self._fetched_this_run():
+            fetched = self._fetched_this_run()
+            # Without a pin the mirror's refs are only good once this run has fetched them.
+            found = self._lookup(spec) if spec.commit or fetched else None
+            if found is None and not fetched:
                 self._fetch(spec)
                 found = self._lookup(spec)
             if found is None and spec.commit and not self.has_commit(spec.commit):
@@ -252,7 +254,7 @@ class Mirror(object):
         return {'path': path, 'kind': 'bundle', 'bytes': os.path.getsize(path), 'commits': count,
                 'prerequisites': prerequisites, 'shallow': shallow}
 
-    def archive(self, spec, options, credential, http_factory):
+    def archive(self, spec, credential, http_factory):
         """The path of the .tar.gz of spec.commit: downloaded once, then kept beside the mirror."""
         directory = self.path[:-len('.git')] + '.archives'
         path = os.path.join(directory, spec.commit + '.tar.gz')
@@ -260,7 +262,8 @@ class Mirror(object):
         with MirrorLock(self.path + '.lock'):
             if os.path.isfile(path) and not os.path.islink(path):
                 return path, False
-            body = ArchiveCheckout(spec, dict(options, transport='direct'), credential, http_factory)._download()
+            options = {'uid': -1, 'gid': -1, 'check_mode': False, 'transport': 'direct'}
+            body = ArchiveCheckout(spec, options, credential, http_factory).download()
             fd, tmp = tempfile.mkstemp(prefix='.download-', dir=directory)
             try:
                 with os.fdopen(fd, 'wb') as handle:
@@ -327,13 +330,19 @@ class ControllerCheckout(object):
             if self.params.get('method') == 'archive':
                 plan['host'] = {'url': spec.url, 'dest': spec.dest, 'commit': spec.commit, 'ref': spec.ref}
                 return plan
-            commit, kind, name = plan['mirror'].resolve(spec)
-            plan['pin'] = (commit, kind, name)
-            ref = None if kind is None else ('refs/heads/' if kind == 'branch' else 'refs/tags/') + name
-            plan['host'] = {'url': spec.url, 'dest': spec.dest, 'commit': commit, 'ref': ref, 'depth': spec.depth}
+            plan['host'] = {'url': spec.url, 'dest': spec.dest, 'commit': spec.commit, 'ref': spec.ref, 'depth': spec.depth}
+            if spec.commit is None:
+                # Only the mirror knows where the ref points. With a pin, a host at it needs no mirror at all.
+                plan['host'] = self._pinned(plan)
         except BitbucketError as exc:
             plan['result'] = self._failed(entry, exc)
         return plan
+
+    def _pinned(self, plan):
+        """The host entry with the commit from the mirror, and the ref named in full (refs/heads/ or refs/tags/)."""
+        commit, kind, name = plan['pin'] = plan['mirror'].resolve(plan['spec'])
+        ref = None if kind is None else ('refs/heads/' if kind == 'branch' else 'refs/tags/') + name
+        return dict(plan['host'], commit=commit, ref=ref)
 
     def _failed(self, entry, exc, result=None):
         entry = entry if isinstance(entry, dict) else {}
@@ -369,7 +378,7 @@ class ControllerCheckout(object):
         ready = []
         for number, plan in enumerate(wanting):
             try:
-                plan['again'] = dict(plan['host'], **self._transfer(plan, work, number))
+                plan['again'] = self._transfer(plan, work, number)
                 ready.append(plan)
             except BitbucketError as exc:
                 plan['result'] = self._failed(plan['entry'], exc, plan['result'])
@@ -394,23 +403,24 @@ class ControllerCheckout(object):
         return self._finish(answer)
 
     def _transfer(self, plan, work, number):
-        """Build what the host lacks for plan, copy it over; returns the extra options of its entry."""
+        """Build what the host lacks for plan and copy it over; returns the host's entry for the second run."""
         spec, result = plan['spec'], plan['result']
         directory = os.path.join(work, 'transfer-%d' % number)
         os.mkdir(directory, 0o700)
         if self.params.get('method') == 'archive':
-            path, downloaded = plan['mirror'].archive(spec, {'transport': 'direct'}, self.credential, self.http_factory)
+            path, downloaded = plan['mirror'].archive(spec, self.credential, self.http_factory)
             plan['transfer'] = {'kind': 'archive', 'bytes': os.path.getsize(path), 'downloaded': downloaded}
-            return {'archive': self.send(path, 'archive-%d.tar.gz' % plan['index'])}
+            return dict(plan['host'], archive=self.send(path, 'archive-%d.tar.gz' % plan['index']))
+        entry = self._pinned(plan) if 'pin' not in plan else dict(plan['host'])
         commit, kind, name = plan['pin']
         bundle = plan['mirror'].bundle(directory, commit, kind, name, result.get('have') or [], depth=spec.depth,
                                        new=bool(result.get('new')))
         plan['transfer'] = dict((key, bundle[key]) for key in ('kind', 'bytes', 'commits', 'prerequisites'))
         plan['transfer']['shallow'] = bool(bundle['shallow'])
-        extra = {'bundle': self.send(bundle['path'], 'objects-%d.bundle' % plan['index'])}
+        entry['bundle'] = self.send(bundle['path'], 'objects-%d.bundle' % plan['index'])
         if bundle['shallow']:
-            extra['bundle_shallow'] = bundle['shallow']
-        return extra
+            entry['bundle_shallow'] = bundle['shallow']
+        return entry
 
     def _finish(self, answer):
         answer = dict(answer)
