@@ -46,6 +46,7 @@ attributes:
     details:
       - The diff shows the commit before and after, per repository.
   action:
+    description: Has an action plugin of the same name, which runs on the controller before (or instead of) the module.
     support: full
     details:
       - The action plugin runs O(transport=controller) on the controller; with O(transport=direct) it only runs the module.

@@ -276,7 +276,6 @@ class Mirror(object):
         return path, True
 
 
-
 # Options the host never sees with transport=controller: the credential stays on the controller.
 CONTROLLER_ONLY = ('access_token', 'username', 'password', 'mirror_dir', 'transport')
 

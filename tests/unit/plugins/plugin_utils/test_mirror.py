@@ -61,8 +61,7 @@ def test_header_auth_keeps_the_secret_in_the_environment_and_refuses_redirects()
     assert GitRunner(Credential('x-token-auth', SECRET, 'token'))._env(None, True, None).get('CODEFERRY_GIT_PASSWORD') == SECRET
 
 
-@pytest.mark.parametrize('url', ['https://bitbucket.example/acme/..', 'https://bitbucket.example/a%2fb/c.git',
-])
+@pytest.mark.parametrize('url', ['https://bitbucket.example/acme/..', 'https://bitbucket.example/a%2fb/c.git'])
 def test_mirror_names_come_only_from_plain_url_parts(tmp_path, url):
     with pytest.raises(ValidationError, match='cannot be mirrored'):
         Mirror(str(tmp_path), url, GitRunner(), 'run')
