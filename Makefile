@@ -51,8 +51,12 @@ test-emulator: venv
 test-unit: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/unit
 
+# The integration suites spend most of their time in ansible-playbook processes: they run on every core
+# (pytest-xdist; each worker starts its own emulators). TEST_JOBS=1 runs them one at a time.
+TEST_JOBS ?= $(shell nproc)
+
 test-integration: venv
-	$(BIN)/pytest $(PYTEST_FLAGS) tests/integration
+	$(BIN)/pytest $(PYTEST_FLAGS) -n $(TEST_JOBS) tests/integration
 
 # Generated bad input (hypothesis) against every module and filter, in-process and against the emulator.
 test-property: venv
@@ -68,7 +72,8 @@ drill: venv
 # meta/runtime.yml requires ansible-core >=2.17.0,<2.20. The main venv has 2.19; the unit and
 # integration suites also run on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).
 COMPAT_CORES := 2.17.14 2.18.19
-COMPAT_PINS = $(shell grep -E '^(pytest|requests|pyyaml|werkzeug|trustme|cryptography)==' requirements.txt)
+COMPAT_PINS = $(shell grep -E '^(pytest|pytest-xdist|requests|pyyaml|werkzeug|trustme|cryptography)==' requirements.txt) \
+  $(shell grep -E '^execnet==' constraints.txt)
 
 .venv-core-%/.stamp: requirements.txt tests/emulator/pyproject.toml | system-packages
 	test -x .venv-core-$*/bin/python || $(PYTHON) -m venv .venv-core-$*
@@ -78,7 +83,7 @@ COMPAT_PINS = $(shell grep -E '^(pytest|requests|pyyaml|werkzeug|trustme|cryptog
 
 test-compat: $(foreach core,$(COMPAT_CORES),.venv-core-$(core)/.stamp)
 	set -e; for core in $(COMPAT_CORES); do \
-	  echo "== ansible-core $$core"; .venv-core-$$core/bin/pytest $(PYTEST_FLAGS) tests/unit tests/integration; \
+	  echo "== ansible-core $$core"; .venv-core-$$core/bin/pytest $(PYTEST_FLAGS) -n $(TEST_JOBS) tests/unit tests/integration; \
 	done
 
 # ansible-test needs the collection under ansible_collections/<namespace>/<name>.

@@ -2,8 +2,10 @@
 
 It starts the Bitbucket emulator with the bundled data, writes an inventory of three local
 "hosts" (localhost entries with separate checkout roots, so no containers are needed) and runs
-playbooks/demo.yml: a cold run, then a warm one that changes nothing. Then it prints a table of
-host, repository, commit and mode, and the emulator's request counters for each run.
+playbooks/demo.yml: a cold run, then a warm one that changes nothing; then the same pair with
+checkout_transport=controller onto three more hosts, where the controller fetches each repository
+once into a mirror and sends the hosts bundles. Then it prints a table of host, repository,
+commit and mode, and the emulator's request counters for each run.
 Secrets are never printed.
 """
 
@@ -38,12 +40,12 @@ def collections_path(work):
     return root
 
 
-def write_inventory(work):
-    path = os.path.join(work, 'inventory.ini')
+def write_inventory(work, hosts='hosts'):
+    path = os.path.join(work, 'inventory-%s.ini' % hosts)
     with open(path, 'w', encoding='utf-8') as handle:
         handle.write('[demo]\n')
         for host in HOSTS:
-            home = os.path.join(work, 'hosts', host)
+            home = os.path.join(work, hosts, host)
             handle.write('%s ansible_connection=local checkout_root=%s checkout_host_ca_path=%s\n'
                          % (host, os.path.join(home, 'srv'), os.path.join(home, 'etc', 'ca.pem')))
         # Interpreter discovery can pick a Python without Ansible's dependencies on some machines.
@@ -84,10 +86,10 @@ def git(*args):
     return subprocess.run(['git'] + list(args), check=True, capture_output=True, text=True).stdout.strip()
 
 
-def table(work):
+def table(work, hosts='hosts'):
     rows = [('host', 'repository', 'commit', 'mode', 'origin')]
     for host in HOSTS:
-        root = os.path.join(work, 'hosts', host, 'srv')
+        root = os.path.join(work, hosts, host, 'srv')
         for name in sorted(os.listdir(root)):
             dest = os.path.join(root, name)
             rows.append((host, name, git('-C', dest, 'rev-parse', '--short=12', 'HEAD'),
@@ -114,8 +116,21 @@ def main():
             step('%s (role codeferry.bitbucket.checkout, workspace acme, query project.key != "GEN")' % label)
             counters.append((label,) + play(work, emu, inventory, extra_vars))
 
+        controller_vars = os.path.join(work, 'controller-vars.json')
+        with open(controller_vars, 'w', encoding='utf-8') as handle:
+            with open(extra_vars, encoding='utf-8') as source:
+                json.dump(dict(json.load(source), checkout_transport='controller',
+                               checkout_mirror_dir=os.path.join(work, 'mirrors')), handle, indent=2)
+        other_hosts = write_inventory(work, 'controller-hosts')
+        for label in ('controller transport, cold', 'controller transport, warm'):
+            step('%s (checkout_transport=controller, three more hosts: one mirror fetch per repository, '
+                 'bundles over the connection, no token on the hosts)' % label)
+            counters.append((label,) + play(work, emu, other_hosts, controller_vars))
+
         step('Checkouts on the three hosts (one commit per repository, the same on every host)')
         table(work)
+        step('Checkouts made with the controller transport')
+        table(work, 'controller-hosts')
         step('Emulator request counters per run')
         for label, changed, requests in counters:
             print('  %-36s changed=%-3d token=%d api=%d git=%d'
