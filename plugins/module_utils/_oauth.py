@@ -481,23 +481,8 @@ class TokenCache(object):
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
             os.close(fd)
             raise CacheError('the token cache lock %s is not a regular file of yours; remove it' % self.lock_path)
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock_fd = fd
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    os.close(fd)
-                    raise CacheError('cannot lock the token cache %s: %s' % (self.lock_path, exc.strerror or exc))
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise CacheError('timed out after %d seconds waiting for the token cache lock %s'
-                                 % (self.lock_timeout, self.lock_path))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        lock_exclusive(fd, self.lock_path, self.lock_timeout, 'the token cache lock')
+        self._lock_fd = fd
 
     def release(self):
         if self._lock_fd is not None:
@@ -506,6 +491,25 @@ class TokenCache(object):
             finally:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+def lock_exclusive(fd, path, timeout, what):
+    """An exclusive flock on fd, polled so that a stuck holder cannot hang us forever; fd is closed on failure."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise CacheError('cannot take %s %s: %s' % (what, path, exc.strerror or exc))
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            raise CacheError('timed out after %d seconds waiting for %s %s' % (timeout, what, path))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def forget_rejected_token(directory, access_token):

@@ -132,13 +132,14 @@ options:
         and the module fetches from that file, which is removed afterwards. A host that is at the commit gets nothing.
         A new host gets the whole history, or O(repositories[].depth) commits of it.
       - With V(controller) the credential never reaches the host - no store file, no environment variable, no module
-        argument - and C(origin) stays the clean URL. O(credential_mode) is ignored (with a warning when set), and a
-        credential an earlier direct run left in a checkout is removed.
+        argument - and C(origin) stays the clean URL. O(credential_mode) is ignored (with a warning when it is set to
+        V(url) or V(ephemeral)), and a credential an earlier direct run left in a checkout is removed.
       - With V(controller) and O(method=archive), each archive is downloaded once on the controller, kept beside the
         mirror, and copied to the hosts that need it.
       - With V(controller), O(ca_content) (when given) is also what the controller's git trusts; otherwise the
         controller's own settings apply. O(validate_certs) and O(timeout) apply to the controller's fetch.
-      - In check mode the mirrors are still fetched; they are the controller's cache, not the host's state.
+      - In check mode the mirrors are still fetched (they are the controller's cache, not the host's state), and a
+        host that lacks the commit still gets its bundle, which the module fetches into a throwaway repository only.
     type: str
     choices: [direct, controller]
     default: direct

@@ -22,7 +22,6 @@ import os
 import re
 import stat
 import tempfile
-import time
 
 from urllib.parse import urlsplit
 
@@ -30,7 +29,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import (
     ArchiveCheckout, CheckoutError, Credential, GitError, GitRunner, RepoSpec, diff_of, read_text, remove_tree, summary)
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, redact
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import CacheError, open_private_directory
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import CacheError, lock_exclusive, open_private_directory
 
 DEFAULT_MIRROR_DIR = '~/.cache/codeferry.bitbucket/mirrors'
 FETCHED_MARKER = 'codeferry-fetched'      # inside the bare mirror: the run that fetched it last
@@ -63,6 +62,17 @@ def open_mirror_root(path):
     return path
 
 
+def make_private_dirs(path):
+    """os.makedirs, with mode 0700 for every directory it creates (below the checked mirror root)."""
+    if os.path.isdir(path):
+        return
+    make_private_dirs(os.path.dirname(path))
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+
+
 class MirrorLock(object):
     """An exclusive flock on <mirror>.lock, a regular file of ours, never followed through a link."""
 
@@ -81,20 +91,9 @@ class MirrorLock(object):
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
             os.close(fd)
             raise ValidationError('the mirror lock %s is not a regular file of yours; remove it' % self.path)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    os.close(fd)
-                    raise ValidationError('cannot lock the mirror %s: %s' % (self.path, exc.strerror or exc))
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise ValidationError('timed out after %d seconds waiting for the mirror lock %s' % (self.timeout, self.path))
-            time.sleep(0.05)
+        lock_exclusive(fd, self.path, self.timeout, 'the mirror lock')
+        self.fd = fd
+        return self
 
     def __exit__(self, *exc_info):
         try:
@@ -140,7 +139,7 @@ class Mirror(object):
 
     def resolve(self, spec):
         """(commit, kind, name) for spec: fetched from the remote at most once per run, not at all when the pin is here."""
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        make_private_dirs(os.path.dirname(self.path))
         with MirrorLock(self.path + '.lock'):
             if not os.path.isdir(os.path.join(self.path, 'objects')):
                 self._create(spec)
@@ -258,7 +257,7 @@ class Mirror(object):
         """The path of the .tar.gz of spec.commit: downloaded once, then kept beside the mirror."""
         directory = self.path[:-len('.git')] + '.archives'
         path = os.path.join(directory, spec.commit + '.tar.gz')
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        make_private_dirs(directory)
         with MirrorLock(self.path + '.lock'):
             if os.path.isfile(path) and not os.path.islink(path):
                 return path, False
