@@ -385,7 +385,7 @@ class GitRunner(object):
     def __init__(self, credential=None, ca_path=None, validate_certs=True, timeout=None, environ=None, header_auth=False):
         self.credential = credential
         # The controller's mirrors: the credential goes with the first request (no 401 round trip), from the
-        # environment too, and redirects are not followed, since the header would go along to wherever they point.
+        # environment too.
         self.header_auth = header_auth
         self.ca_path = ca_path
         self.validate_certs = validate_certs
@@ -424,9 +424,11 @@ class GitRunner(object):
             # checkout's store): this run uses the credential it was given, and nothing else
             # learns of it.
             config.append(('credential.helper', ''))
+            # A redirect to another origin would get the credential too (git asks the helper for the new host,
+            # and sends extra headers wherever it goes): git follows none.
+            config.append(('http.followRedirects', 'false'))
             if self.credential is not None and self.header_auth:
-                config.extend((('http.extraHeader', 'Authorization: ' + self.credential.basic()),
-                               ('http.followRedirects', 'false')))
+                config.append(('http.extraHeader', 'Authorization: ' + self.credential.basic()))
             elif self.credential is not None:
                 config.append(('credential.helper', HELPER))
                 env.update(self.credential.env())

@@ -178,3 +178,23 @@ def test_a_minted_token_and_the_client_secret_are_masked_in_an_api_module(evil, 
     assert repo['description'] == 'Bearer ********' and repo['name'] in MASKS
     for secret in minted + [SECRET]:
         assert secret not in run.output and secret not in str(run.results)
+
+
+@pytest.mark.parametrize('transport', ['direct', 'controller'])
+def test_git_follows_no_redirect_with_the_token(transport, evil, elsewhere, playbook, tmp_path, assert_no_secrets):
+    """git asks its credential helper again for the host a redirect points to: the redirect must not be followed."""
+    evil.redirect_to = elsewhere.url + '/acme/api.git/info/refs?service=git-upload-pack'
+    before = elsewhere.connections
+    args = {'repositories': [{'url': evil.url + '/redirect/302/acme/api.git', 'dest': str(tmp_path / 'api'), 'ref': 'main'}],
+            'access_token': '{{ access_token }}', 'ca_path': evil.ca_file, 'transport': transport,
+            'mirror_dir': str(tmp_path / 'mirrors')}
+    if transport == 'controller':
+        args['ca_content'] = open(evil.ca_file, encoding='utf-8').read()
+        args['ca_path'] = str(tmp_path / 'host-ca.pem')
+    run = playbook.run([task('git_checkout', args, register='co')], save=['co'], play_vars={'access_token': ACCESS_TOKEN},
+                       verbosity=3)
+    co = run.results['co']
+    assert co['failed'] and co['repositories'][0]['failed'], co
+    assert elsewhere.connections == before, 'git followed the redirect'
+    assert not (tmp_path / 'api').exists()
+    assert_no_secrets(run.output, forms(ACCESS_TOKEN))
