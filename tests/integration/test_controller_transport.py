@@ -165,10 +165,12 @@ def test_module_check_mode_depth_local_work_and_warnings(emu, playbook, tmp_path
     task = checkout_task([repo], transport='controller', mirror_dir=mirrors, ca_content='{{ ca_content }}',
                          credential_mode='url')
 
-    checked = playbook.run(task, save=['co'], play_vars=variables, check=True, verbosity=4)
+    checked = playbook.run(task, save=['co'], play_vars=variables, check=True, verbosity=4, extra_args=['--diff'])
     assert checked.rc == 0, checked
     co = checked.results['co']
     assert co['changed'] and co['repositories'][0]['action'] == 'cloned' and not os.path.exists(dest)
+    assert co['diff'] == [{'before_header': '%s (%s)' % (dest, repo['url']), 'after_header': '%s (%s)' % (dest, repo['url']),
+                           'before': 'absent\n', 'after': 'commit: %s\n' % remote(emu, 'api')}]
     assert co['repositories'][0]['after'] == remote(emu, 'api')
     assert any('credential_mode=url is ignored' in w for w in co.get('warnings', [])), co.get('warnings')
 
