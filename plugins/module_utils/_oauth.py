@@ -226,6 +226,9 @@ def default_cache_dir(environ=None):
     return environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
 
 
+TOKEN_CACHE = ('token cache', 'cache_dir')   # what open_private_directory's messages call the directory
+
+
 def _is_link(parent_fd, name):
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
@@ -233,74 +236,76 @@ def _is_link(parent_fd, name):
         return False
 
 
-def _directory_error(path, exc, parent_fd, name):
+def _directory_error(path, exc, parent_fd, name, label):
     # Linux answers O_DIRECTORY | O_NOFOLLOW on a link with ENOTDIR, not ELOOP.
     if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and _is_link(parent_fd, name)):
-        return CacheError('the token cache path %s is a symbolic link; set cache_dir to the real directory' % path)
+        return CacheError('the %s path %s is a symbolic link; set %s to the real directory' % (label[0], path, label[1]))
     if exc.errno == errno.ENOTDIR:
-        return CacheError('the token cache path %s is not a directory' % path)
-    return CacheError('cannot open the token cache directory %s: %s' % (path, exc.strerror or exc))
+        return CacheError('the %s path %s is not a directory' % (label[0], path))
+    return CacheError('cannot open the %s directory %s: %s' % (label[0], path, exc.strerror or exc))
 
 
-def _open_component(parent_fd, name, path):
+def _open_component(parent_fd, name, path, label):
     """(fd, created) of the directory name in parent_fd, made with mode 0700 when missing; links are refused."""
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), False
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise _directory_error(path, exc, parent_fd, name)
+        raise _directory_error(path, exc, parent_fd, name, label)
     created = True
     try:
         os.mkdir(name, 0o700, dir_fd=parent_fd)
     except FileExistsError:
         created = False  # made meanwhile by someone else: opened and checked like any existing directory
     except OSError as exc:
-        raise CacheError('cannot create the token cache directory %s: %s' % (path, exc.strerror or exc))
+        raise CacheError('cannot create the %s directory %s: %s' % (label[0], path, exc.strerror or exc))
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
-        raise _directory_error(path, exc, parent_fd, name)
+        raise _directory_error(path, exc, parent_fd, name, label)
     if created:
         os.fchmod(fd, 0o700)  # mkdir() is subject to the umask
     return fd, created
 
 
-def _check_directory(fd, path, leaf, euid):
+def _check_directory(fd, path, leaf, euid, label):
     """ssh's rule for ~/.ssh: every directory on the path is ours or root's and nobody else can write it."""
     info = os.fstat(fd)
     mode = stat.S_IMODE(info.st_mode)
     if leaf:
         if info.st_uid != euid:
-            raise CacheError('the token cache directory %s belongs to another user; set cache_dir to a directory of your '
-                             'own' % path)
+            raise CacheError('the %s directory %s belongs to another user; set %s to a directory of your own'
+                             % (label[0], path, label[1]))
         if mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_ISVTX):
             # A shared directory such as /tmp: others could plant a cache file. Refuse rather than chmod it.
-            raise CacheError('the token cache directory %s is writable by other users (mode %04o); set cache_dir to a '
-                             'directory of your own' % (path, mode))
+            raise CacheError('the %s directory %s is writable by other users (mode %04o); set %s to a directory of your own'
+                             % (label[0], path, mode, label[1]))
         if mode & 0o077:
-            # Never chmod a directory we did not create: cache_dir may name one that other software relies on.
-            raise CacheError('the token cache directory %s is open to other users (mode %04o); run chmod 700 on it or '
-                             'set cache_dir to another directory' % (path, mode))
+            # Never chmod a directory we did not create: the option may name one that other software relies on.
+            raise CacheError('the %s directory %s is open to other users (mode %04o); run chmod 700 on it or '
+                             'set %s to another directory' % (label[0], path, mode, label[1]))
         return
     if info.st_uid not in (0, euid):
-        raise CacheError('%s, a parent of the token cache directory, belongs to another user (uid %d), who could '
-                         'replace what is below it; set cache_dir elsewhere' % (path, info.st_uid))
+        raise CacheError('%s, a parent of the %s directory, belongs to another user (uid %d), who could '
+                         'replace what is below it; set %s elsewhere' % (path, label[0], info.st_uid, label[1]))
     # A sticky directory such as /tmp may be a parent: others cannot rename or remove what is ours in it.
     if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
-        raise CacheError('%s, a parent of the token cache directory, is writable by other users (mode %04o), who could '
-                         'replace what is below it; set cache_dir elsewhere' % (path, mode))
+        raise CacheError('%s, a parent of the %s directory, is writable by other users (mode %04o), who could '
+                         'replace what is below it; set %s elsewhere' % (path, label[0], mode, label[1]))
 
 
-def open_private_directory(path, create=True):
+def open_private_directory(path, create=True, label=TOKEN_CACHE):
     """An open descriptor of directory path (absolute), after the checks; None if missing and not create.
+
+    label is (what the directory is, the option that sets it), for the messages.
 
     Each component is opened relative to its parent without following links, so a directory
     that someone swaps for a link after a check is never the one used.
     """
     names = [name for name in path.split(os.sep) if name]
     if not names:
-        raise CacheError('the token cache directory must not be /; set cache_dir to a directory of your own')
+        raise CacheError('the %s directory must not be /; set %s to a directory of your own' % label)
     euid = os.geteuid()
     fd = os.open(os.sep, _DIR_FLAGS)
     current = ''
@@ -314,12 +319,12 @@ def open_private_directory(path, create=True):
                     os.close(fd)
                     return None
                 except OSError as exc:
-                    raise _directory_error(current, exc, fd, name)
+                    raise _directory_error(current, exc, fd, name, label)
             else:
-                child = _open_component(fd, name, current)[0]
+                child = _open_component(fd, name, current, label)[0]
             os.close(fd)
             fd = child
-            _check_directory(fd, current, index == len(names) - 1, euid)
+            _check_directory(fd, current, index == len(names) - 1, euid, label)
         return fd
     except BaseException:
         os.close(fd)

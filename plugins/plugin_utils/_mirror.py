@@ -55,10 +55,9 @@ def open_mirror_root(path):
     """Create (0700) and check the mirror directory as the token cache directory is checked; returns its real path."""
     path = os.path.abspath(os.path.expanduser(path or DEFAULT_MIRROR_DIR))
     try:
-        fd = open_private_directory(path)
+        os.close(open_private_directory(path, label=('mirror', 'mirror_dir')))
     except CacheError as exc:
-        raise ValidationError(str(exc).replace('token cache', 'mirror').replace('cache_dir', 'mirror_dir')) from None
-    os.close(fd)
+        raise ValidationError(str(exc)) from None
     return path
 
 
