@@ -77,10 +77,10 @@ _REPOSITORY_OPTIONS = dict(
 ARGUMENT_SPEC = dict(
     repositories=dict(type='list', elements='dict', required=True, options=_REPOSITORY_OPTIONS),
     root=dict(type='path'),
-    method=dict(type='str', default='git', choices=['git', 'archive']),
-    transport=dict(type='str', default='direct', choices=['direct', 'controller']),
+    method=dict(type='str', default='git', choices=list(METHODS)),
+    transport=dict(type='str', default='direct', choices=list(TRANSPORTS)),
     mirror_dir=dict(type='path'),
-    credential_mode=dict(type='str', default='store', choices=['store', 'url', 'ephemeral']),
+    credential_mode=dict(type='str', default='store', choices=list(MODES)),
     access_token=dict(type='str', no_log=True),
     username=dict(type='str'),
     password=dict(type='str', no_log=True),
@@ -648,6 +648,12 @@ def _limited(items):
     return items
 
 
+def new_result(dest, url, method, ref=None, after=None, action=None):
+    """A repository's result before anything is done: every key a result has, nothing changed yet."""
+    return {'dest': dest, 'url': url, 'method': method, 'ref': ref, 'before': None, 'after': after, 'action': action,
+            'changed': False, 'credential_refreshed': False, 'backup_ref': None, 'local_work': None}
+
+
 def describe_local_work(work):
     parts = []
     for key, label in (('staged', 'staged changes'), ('modified', 'modified files'),
@@ -667,9 +673,7 @@ class GitCheckout(object):
         self.git = git
         self.uid, self.gid = options['uid'], options['gid']
         self.check_mode = options['check_mode']
-        self.result = {'dest': spec.dest, 'url': spec.url, 'method': 'git', 'ref': spec.ref, 'before': None,
-                       'after': spec.commit, 'action': None, 'changed': False, 'credential_refreshed': False,
-                       'backup_ref': None, 'local_work': None}
+        self.result = new_result(spec.dest, spec.url, 'git', spec.ref, spec.commit)
         self.identity = None
         # transport=controller: no network; objects come only from the bundle the controller sent.
         self.offline = options.get('transport') == 'controller'
@@ -1345,9 +1349,7 @@ class ArchiveCheckout(object):
         self.http_factory = http_factory
         self.uid, self.gid = options['uid'], options['gid']
         self.check_mode = options['check_mode']
-        self.result = {'dest': spec.dest, 'url': spec.url, 'method': 'archive', 'ref': spec.ref, 'before': None,
-                       'after': spec.commit, 'action': None, 'changed': False, 'credential_refreshed': False,
-                       'backup_ref': None, 'local_work': None}
+        self.result = new_result(spec.dest, spec.url, 'archive', spec.ref, spec.commit)
 
     def archive_url(self):
         parts = urlsplit(self.spec.url)
@@ -1523,9 +1525,8 @@ def _checkout_all(params, options, credential, git, http_factory):
     if not entries:
         raise ValidationError('repositories is empty: give at least one {url, dest, commit or ref}')
     for index, entry in enumerate(entries):
-        result = {'dest': entry.get('dest') if isinstance(entry, dict) else None, 'url': None, 'method': params.get('method', 'git'),
-                  'ref': None, 'before': None, 'after': None, 'action': 'failed', 'changed': False,
-                  'credential_refreshed': False, 'backup_ref': None, 'local_work': None}
+        result = new_result(entry.get('dest') if isinstance(entry, dict) else None, None, params.get('method', 'git'),
+                            action='failed')
         worker = None
         try:
             spec = RepoSpec(entry, params.get('root'))

@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError, ValidationError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import (
-    ArchiveCheckout, CheckoutError, Credential, GitError, GitRunner, RepoSpec, diff_of, read_text, remove_tree, summary)
+    ArchiveCheckout, CheckoutError, Credential, GitError, GitRunner, RepoSpec, diff_of, new_result, read_text, remove_tree,
+    summary)
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, redact
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import CacheError, lock_exclusive, open_private_directory
 
@@ -324,11 +325,8 @@ class ControllerCheckout(object):
             spec = RepoSpec(entry, self.params.get('root'))
             plan['spec'] = spec
             plan['mirror'] = Mirror(root, spec.url, self.git, self.run_id)
-            if self.params.get('method') == 'archive':
-                plan['host'] = {'url': spec.url, 'dest': spec.dest, 'commit': spec.commit, 'ref': spec.ref}
-                return plan
             plan['host'] = {'url': spec.url, 'dest': spec.dest, 'commit': spec.commit, 'ref': spec.ref, 'depth': spec.depth}
-            if spec.commit is None:
+            if spec.commit is None and self.params.get('method') != 'archive':
                 # Only the mirror knows where the ref points. With a pin, a host at it needs no mirror at all.
                 plan['host'] = self._pinned(plan)
         except BitbucketError as exc:
@@ -343,9 +341,8 @@ class ControllerCheckout(object):
 
     def _failed(self, entry, exc, result=None):
         entry = entry if isinstance(entry, dict) else {}
-        failed = dict(result or {'dest': entry.get('dest'), 'url': entry.get('url'), 'method': self.params.get('method'),
-                                 'ref': entry.get('ref'), 'before': None, 'after': entry.get('commit'),
-                                 'credential_refreshed': False, 'backup_ref': None, 'local_work': None})
+        failed = dict(result or new_result(entry.get('dest'), entry.get('url'), self.params.get('method'), entry.get('ref'),
+                                           entry.get('commit')))
         failed.update(action='failed', changed=False, failed=True, msg=redact(str(exc), self.secrets))
         failed['summary'] = summary(failed)
         return failed
