@@ -25,9 +25,19 @@ def legacy_emulator_fixture():
         yield emulator
 
 
+@pytest.fixture(scope="session", name="dc_emulator")
+def dc_emulator_fixture():
+    """The emulator's Bitbucket Data Center flavour with its bundled data (bitbucket_emulator/data/datacenter.yml)."""
+    from bitbucket_emulator.testing import Emulator
+
+    with Emulator(flavor="datacenter") as emulator:
+        yield emulator
+
+
 @pytest.fixture(name="make_emulator")
 def make_emulator_fixture():
-    """A factory, make_emulator(**kwargs) -> started Emulator; all are stopped after the test."""
+    """A factory, make_emulator(**kwargs) -> started Emulator (flavor="datacenter" for Data Center);
+    all are stopped after the test."""
     from bitbucket_emulator.testing import Emulator
 
     started = []
@@ -48,6 +58,14 @@ def demo_data_fixture():
     from bitbucket_emulator.testing import load_demo_data
 
     return load_demo_data()
+
+
+@pytest.fixture(scope="session", name="dc_data")
+def dc_data_fixture():
+    """The bundled Data Center data (users, projects, tokens, OAuth applications) as a dict."""
+    from bitbucket_emulator.testing import load_datacenter_data
+
+    return load_datacenter_data()
 
 
 @pytest.fixture(scope="module")

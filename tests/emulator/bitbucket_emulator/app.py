@@ -74,19 +74,30 @@ def _category(path, endpoint):
 
 
 class EmulatorApp:
-    """The whole emulated Bitbucket Cloud as one WSGI application."""
+    """The whole emulated Bitbucket Cloud as one WSGI application.
+
+    The Data Center flavour (datacenter.DataCenterApp) subclasses it: the controls, counters, faults
+    and latency are shared; url_map, _category, _route, _routing_error, _fault_status, _find and
+    _known_tokens are the flavour's own.
+    """
+
+    url_map = URL_MAP
 
     def __init__(self, directory, state_dir, mode="current", latency_ms=0):
         self.directory = directory
         self.mode = mode
-        self.store = oauth.TokenStore(mode)
-        self.auth = Authenticator(directory, self.store, mode)
         self.repos = RepoStore(state_dir, directory)
-        self.api = RestApi(directory, self.repos, self.auth)
         self.counters = Counters()
         self.faults = Faults()
         self._latency_lock = threading.Lock()
         self._latency_ms = latency_ms
+        self._setup()
+
+    def _setup(self):
+        """The flavour's token store, authenticator and REST API."""
+        self.store = oauth.TokenStore(self.mode)
+        self.auth = Authenticator(self.directory, self.store, self.mode)
+        self.api = RestApi(self.directory, self.repos, self.auth)
 
     def close(self):
         """Release files held by the application."""
@@ -101,12 +112,12 @@ class EmulatorApp:
         path = request.path
         if path.startswith("/_emulator/"):
             return self._control(request, path[len("/_emulator/"):].strip("/"))
-        adapter = URL_MAP.bind_to_environ(request.environ)
+        adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, values = adapter.match()
         except HTTPException as err:
             endpoint, values = err, {}
-        category = _category(path, endpoint)
+        category = self._category(path, endpoint)
         if category is not None:
             self.counters.count(category)
         with self._latency_lock:
@@ -120,6 +131,14 @@ class EmulatorApp:
                 return response
         if isinstance(endpoint, HTTPException):
             return self._routing_error(path, endpoint)
+        return self._route(request, endpoint, values)
+
+    @staticmethod
+    def _category(path, endpoint):
+        return _category(path, endpoint)
+
+    def _route(self, request, endpoint, values):
+        """Answer a request whose route matched."""
         if endpoint.startswith("api:"):
             return self.api.handle(request, endpoint[4:], values)
         if endpoint == "token":
@@ -168,6 +187,10 @@ class EmulatorApp:
         if fault.body_base64 is not None:
             return Response(base64.b64decode(fault.body_base64), status=status, headers=headers,
                             content_type=headers.pop("Content-Type", "application/octet-stream"))
+        return self._fault_status(request, status, headers)
+
+    def _fault_status(self, request, status, headers):
+        """The answer for a fault that gives only a status."""
         if status == 429:
             # Bitbucket Cloud's 429 is plain text with no Retry-After (unless the test adds one).
             return text_response(RATE_LIMITED, status, headers, content_type="text/plain")
@@ -194,7 +217,11 @@ class EmulatorApp:
             return json_response({"error": str(err)}, 400)
 
     def _control_stats(self, _payload):
-        return {"requests": self.counters.snapshot(), "tokens": self.store.issued()}
+        return {"requests": self.counters.snapshot(), "tokens": self._known_tokens()}
+
+    def _known_tokens(self):
+        """The secrets tests look for in output: on Cloud, every token the emulator issued."""
+        return self.store.issued()
 
     def _control_reset(self, _payload):
         self.counters.reset()

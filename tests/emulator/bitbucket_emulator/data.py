@@ -126,6 +126,16 @@ class Repository:
         """The first branch in the data is the main branch."""
         return self.branches[0]
 
+    @property
+    def git_owner(self):
+        """The directory of its bare repository in gitrepos.RepoStore."""
+        return self.workspace.slug
+
+    @property
+    def members(self):
+        """Usernames with access; the first one authors the generated commits."""
+        return self.workspace.members
+
 
 @dataclasses.dataclass
 class Workspace:
@@ -184,7 +194,12 @@ class Directory:
 
 def load(path=None):
     """Read and validate a data file (the bundled demo data when path is None)."""
-    path = pathlib.Path(path) if path is not None else DEMO_DATA
+    return build(read_yaml(path if path is not None else DEMO_DATA))
+
+
+def read_yaml(path):
+    """Parse a YAML data file; every problem is a one-line DataError."""
+    path = pathlib.Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -195,7 +210,7 @@ def load(path=None):
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise DataError("invalid YAML in %s: %s" % (path, _yaml_problem(err))) from None
-    return build(raw)
+    return raw
 
 
 def _yaml_problem(err):

@@ -37,6 +37,7 @@ class Commit:
     message: str
     author: str
     parents: tuple
+    author_date: datetime.datetime = None  # when it differs from date (the committer date)
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class Ref:
     tag_message: str = None
     tag_date: datetime.datetime = None
     tagger: str = None
+    object_hash: str = None  # the tag object of an annotated tag
 
 
 class GitError(RuntimeError):
@@ -60,7 +62,11 @@ def _timestamp(value):
 
 
 class RepoStore:
-    """Bare repositories under <state-dir>/repos/<workspace>/<slug>.git, created on first use.
+    """Bare repositories under <state-dir>/repos/<owner>/<slug>.git, created on first use.
+
+    Both flavours use it: a repository gives git_owner (the directory: a workspace slug or a
+    lowercase project key), members (usernames; the first with an email authors the commits),
+    slug, full_name, name, description, language, branches, tags, created_on and updated_on.
 
     Creating 250+ repositories at startup would take seconds, so each one is built the first
     time git, refs or archive access needs it, under a per-repository lock. The content is a
@@ -97,11 +103,11 @@ class RepoStore:
 
     def path(self, repo):
         """Where the bare repository of repo lives."""
-        return os.path.join(self.root, repo.workspace.slug, repo.slug.lower() + ".git")
+        return os.path.join(self.root, repo.git_owner, repo.slug.lower() + ".git")
 
     def author(self, repo):
-        """Commits are authored by the workspace's first member (so target.author.user resolves)."""
-        for name in repo.workspace.members:
+        """Commits are authored by the first member (so target.author.user resolves)."""
+        for name in repo.members:
             user = self.directory.users.get(name)
             if user is not None and user.email:
                 return "%s <%s>" % (user.display_name, user.email)
@@ -222,6 +228,16 @@ class RepoStore:
             return None
         return result.stdout.decode().strip() or None
 
+    def show(self, repo, name):
+        """The commit a branch, tag or (abbreviated) hash names, or None."""
+        commit = self.resolve(repo, name)
+        if commit is None:
+            return None
+        fields = ("%H", "%P", "%ct", "%at", "%an <%ae>", "%B")
+        output = self._run([GIT, "--git-dir=" + self.ensure(repo), "show", "-s", "--format=" + "%x1f".join(fields), commit])
+        hash_, parents, date, author_date, author, message = output.decode("utf-8", "replace").split("\x1f", 5)
+        return Commit(hash_, _timestamp(date), message.rstrip("\n") + "\n", author, tuple(parents.split()), _timestamp(author_date))
+
     def archive(self, repo, commit, fmt, prefix):
         """Stream `git archive` output for commit as an iterator of bytes."""
         path = self.ensure(repo)
@@ -240,7 +256,7 @@ class RepoStore:
             "GATEWAY_INTERFACE": "CGI/1.1",
             "SERVER_PROTOCOL": environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
             "REQUEST_METHOD": environ["REQUEST_METHOD"],
-            "PATH_INFO": "/%s/%s.git/%s" % (repo.workspace.slug, repo.slug.lower(), rest),
+            "PATH_INFO": "/%s/%s.git/%s" % (repo.git_owner, repo.slug.lower(), rest),
             "QUERY_STRING": environ.get("QUERY_STRING", ""),
             "REMOTE_USER": remote_user or "",
             "REMOTE_ADDR": environ.get("REMOTE_ADDR", "127.0.0.1"),
@@ -310,7 +326,7 @@ def _parse_ref(fields):
      tagger, tagger_email, tagger_date) = fields
     if objtype == "tag":
         commit = Commit(deref_name, _timestamp(deref_date), deref_contents, "%s %s" % (deref_author, deref_email), tuple(deref_parents.split()))
-        return Ref("tag", refname[len("refs/tags/"):], commit, contents, _timestamp(tagger_date), "%s %s" % (tagger, tagger_email))
+        return Ref("tag", refname[len("refs/tags/"):], commit, contents, _timestamp(tagger_date), "%s %s" % (tagger, tagger_email), objname)
     commit = Commit(objname, _timestamp(date), contents, "%s %s" % (author, email), tuple(parents.split()))
     if refname.startswith("refs/heads/"):
         return Ref("branch", refname[len("refs/heads/"):], commit)

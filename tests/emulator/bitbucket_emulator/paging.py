@@ -120,3 +120,34 @@ def apply_fields(document, spec):
             path = item[1:] if item[0] == "+" else item
             _include(document, result, path.split("."))
     return result
+
+
+# --- Data Center: start/limit ------------------------------------------------------------------
+
+DC_DEFAULT_LIMIT = 25
+
+
+def _int_param(request, name, default, minimum):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ParameterError("Invalid %s: %r is not a number." % (name, raw)) from None
+    if value < minimum:
+        raise ParameterError("Invalid %s: it must be %d or more." % (name, minimum))
+    return value
+
+
+def paginate_start_limit(request, items, max_limit, default_limit=DC_DEFAULT_LIMIT):
+    """Data Center's page of items: a larger limit is capped to the server's maximum, as Data Center does;
+    size counts the values on this page; nextPageStart only while isLastPage is false."""
+    start = _int_param(request, "start", 0, 0)
+    limit = min(_int_param(request, "limit", default_limit, 1), max_limit)
+    values = items[start:start + limit]
+    last = start + limit >= len(items)
+    page = {"size": len(values), "limit": limit, "isLastPage": last, "start": start, "values": values}
+    if not last:
+        page["nextPageStart"] = start + limit
+    return page

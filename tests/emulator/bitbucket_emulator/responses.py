@@ -40,3 +40,9 @@ def html_response(title, message="", status=200):
     page = "<!DOCTYPE html>\n<html><head><title>%s</title></head><body><h1>%s</h1><p>%s</p></body></html>\n" % (
         html.escape(title), html.escape(title), html.escape(message))
     return Response(page, status=status, content_type="text/html; charset=utf-8")
+
+
+def dc_error_response(status, message, exception_name, headers=None):
+    """A Data Center error: {"errors": [{"context", "message", "exceptionName"}]}."""
+    body = {"errors": [{"context": None, "message": message, "exceptionName": exception_name}]}
+    return json_response(body, status, headers)

@@ -23,8 +23,15 @@ import urllib.request
 import yaml
 
 from .data import DEMO_DATA
+from .dcdata import DATACENTER_DATA
 
 _PACKAGE_PARENT = str(pathlib.Path(__file__).resolve().parent.parent)
+
+
+def load_datacenter_data():
+    """The bundled Data Center data as a dict."""
+    with open(DATACENTER_DATA, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
 
 
 class EmulatorError(RuntimeError):
@@ -40,11 +47,12 @@ def load_demo_data():
 class Emulator:
     """A `bitbucket-emulator serve` subprocess on a free port; a context manager.
 
-    data is None (the bundled demo data), a path to a YAML file, or a dict (written to the state dir).
-    Without state_dir a temporary one is made and removed by stop().
+    data is None (the flavour's bundled data), a path to a YAML file, or a dict (written to the state dir).
+    flavor is "cloud" or "datacenter". Without state_dir a temporary one is made and removed by stop().
     """
 
-    def __init__(self, data=None, mode="current", latency_ms=0, state_dir=None, startup_timeout=30.0):
+    def __init__(self, data=None, mode="current", latency_ms=0, state_dir=None, startup_timeout=30.0, flavor="cloud"):
+        self.flavor = flavor
         self.data = data
         self.mode = mode
         self.latency_ms = latency_ms
@@ -73,8 +81,13 @@ class Emulator:
         return self.info["token_url"]
 
     @property
+    def authorize_url(self):
+        """The OAuth authorize endpoint (Data Center; Cloud: /site/oauth2/authorize)."""
+        return self.info.get("authorize_url") or self.base_url + "/site/oauth2/authorize"
+
+    @property
     def git_url(self):
-        """Where git remotes live (https://127.0.0.1:PORT/<workspace>/<slug>.git)."""
+        """Where git remotes live (Cloud: BASE/<workspace>/<slug>.git; Data Center: BASE/scm/<key>/<slug>.git)."""
         return self.info["git_url"]
 
     @property
@@ -100,7 +113,7 @@ class Emulator:
         if self._own_state_dir:
             self.state_dir = tempfile.mkdtemp(prefix="bitbucket-emulator-")
         os.makedirs(self.state_dir, exist_ok=True)
-        args = [sys.executable, "-m", "bitbucket_emulator", "serve", "--state-dir", self.state_dir,
+        args = [sys.executable, "-m", "bitbucket_emulator", "serve", "--flavor", self.flavor, "--state-dir", self.state_dir,
                 "--mode", self.mode, "--latency-ms", str(int(self.latency_ms))]
         data_path = self._data_path()
         if data_path is not None:
@@ -227,7 +240,8 @@ class Emulator:
         return self.control("latency", {"ms": ms})
 
     def commit(self, repository, files, branch=None, message="Update files"):
-        """Add a commit upstream, as a push would: commit("acme/api", {"path": "content"}); returns its hash."""
+        """Add a commit upstream, as a push would: commit("acme/api", {"path": "content"}) (Data Center:
+        commit("OPS/deploy", ...)); returns its hash."""
         payload = {"repository": repository, "files": files, "message": message}
         if branch is not None:
             payload["branch"] = branch

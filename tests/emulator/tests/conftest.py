@@ -236,3 +236,157 @@ def bitbucket_for(tmp_path):
     def wrap(emulator):
         return Bitbucket(emulator, tmp_path)
     return wrap
+
+
+# ---------------------------------------------------------------- Data Center flavour
+
+DC_ALICE_PASSWORD = 'alice-password-1'
+DC_ALICE_TOKEN = 'dc-personal-read-0123456789abcdefghij'
+DC_BOB_TOKEN = 'dc-personal-bob-0123456789abcdefghijk'
+DC_PROJECT_TOKEN = 'dc-project-ops-read-0123456789abcdefg'
+DC_REPO_TOKEN = 'dc-repo-deploy-read-0123456789abcde'
+DC_CLIENT_ID = 'dc-client-0123456789abcdef'
+DC_CLIENT_SECRET = 'dc-secret+With/Odd=Chars0123456789'
+DC_REDIRECT_URI = 'http://127.0.0.1:8977/callback'
+# Repositories of the bundled Data Center data: KEY/slug -> (branches, tags).
+DC_REPOS = {'OPS/deploy': (['main', 'release/1.x'], ['v1.0.0']), 'OPS/config': (['main'], []), 'PUB/docs': (['main'], [])}
+DC_GENERATED = ['svc-%03d' % number for number in range(1, 61)]
+DC_OPS_SLUGS = ['deploy', 'config'] + DC_GENERATED
+
+
+def dc_errors(response):
+    """The messages of a Data Center error envelope (which must have context and exceptionName too)."""
+    body = response.json()
+    assert set(body) == {'errors'}
+    for error in body['errors']:
+        assert set(error) == {'context', 'message', 'exceptionName'}
+    return [error['message'] for error in body['errors']]
+
+
+class DataCenter:
+    """A client for one running Data Center flavour emulator, with the bundled data's credentials at hand."""
+
+    ALICE_PASSWORD = DC_ALICE_PASSWORD
+    ALICE_TOKEN = DC_ALICE_TOKEN
+    BOB_TOKEN = DC_BOB_TOKEN
+    PROJECT_TOKEN = DC_PROJECT_TOKEN
+    REPO_TOKEN = DC_REPO_TOKEN
+    CLIENT_ID = DC_CLIENT_ID
+    CLIENT_SECRET = DC_CLIENT_SECRET
+    REDIRECT_URI = DC_REDIRECT_URI
+    REPOS = DC_REPOS
+    GENERATED = DC_GENERATED
+    OPS_SLUGS = DC_OPS_SLUGS
+    errors = staticmethod(dc_errors)
+    basic = staticmethod(basic)
+
+    def __init__(self, emulator, tmp_path):
+        self.emu = emulator
+        self.tmp_path = tmp_path
+        self.ca_file = emulator.ca_file
+        self.base_url = emulator.base_url.rstrip('/')
+        self.api_url = emulator.api_url.rstrip('/')
+        self.token_url = emulator.token_url
+        self.authorize_url = emulator.authorize_url
+        self.git_url = emulator.git_url.rstrip('/')
+
+    def get(self, url, token=None, **kwargs):
+        """GET url (a path is under api_url); token adds a Bearer header."""
+        if not url.startswith('http'):
+            url = self.api_url + url
+        if token is not None:
+            kwargs.setdefault('headers', {})['Authorization'] = 'Bearer ' + token
+        kwargs.setdefault('verify', self.ca_file)
+        kwargs.setdefault('timeout', TIMEOUT)
+        kwargs.setdefault('allow_redirects', False)
+        return requests.get(url, **kwargs)
+
+    def list_all(self, path, token=None, params=None, max_pages=100, **kwargs):
+        """Follow nextPageStart; return (pages, values)."""
+        params = dict(params or {})
+        pages, values = [], []
+        while True:
+            response = self.get(path, token=token, params=params, **kwargs)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            pages.append(page)
+            values.extend(page['values'])
+            if page['isLastPage']:
+                assert 'nextPageStart' not in page
+                return pages, values
+            assert len(pages) < max_pages, 'paging does not end'
+            params['start'] = page['nextPageStart']
+
+    def slugs(self, path, token=None, params=None):
+        """KEY/slug of every repository listed at path."""
+        params = dict({'limit': 1000}, **(params or {}))
+        return [repo['project']['key'] + '/' + repo['slug'] for repo in self.list_all(path, token, params=params)[1]]
+
+    # ---- OAuth ----
+    def authorize(self, **params):
+        params.setdefault('client_id', DC_CLIENT_ID)
+        params.setdefault('redirect_uri', DC_REDIRECT_URI)
+        params.setdefault('response_type', 'code')
+        return self.get(self.authorize_url, params=params)
+
+    def code(self, **params):
+        response = self.authorize(**params)
+        assert response.status_code == 302, response.text
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(response.headers['Location']).query)
+        assert 'error' not in query, query
+        return query['code'][0]
+
+    def token(self, data, params=None, client=True, **kwargs):
+        data = dict(data)
+        if client:
+            data.setdefault('client_id', DC_CLIENT_ID)
+            data.setdefault('client_secret', DC_CLIENT_SECRET)
+        return requests.post(self.token_url, data=data, params=params, verify=self.ca_file, timeout=TIMEOUT,
+                             allow_redirects=False, **kwargs)
+
+    def oauth_tokens(self, scope='REPO_READ'):
+        code = self.code(scope=scope)
+        response = self.token({'grant_type': 'authorization_code', 'code': code, 'redirect_uri': DC_REDIRECT_URI})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # ---- git ----
+    def scm_url(self, key, slug, user=None, password=None):
+        split = urllib.parse.urlsplit(self.git_url)
+        userinfo = ''
+        if user is not None:
+            userinfo = urllib.parse.quote(user, safe='') + ':' + urllib.parse.quote(password, safe='') + '@'
+        return '%s://%s%s/scm/%s/%s.git' % (split.scheme, userinfo, split.netloc, key.lower(), slug)
+
+    def git(self, *args, cwd=None, check=True, bearer=None):
+        """git with the emulator's CA; bearer goes in http.extraHeader through the environment, as the collection does."""
+        env = Bitbucket.git_env(self)
+        if bearer is not None:
+            env.update({'GIT_CONFIG_COUNT': '1', 'GIT_CONFIG_KEY_0': 'http.extraHeader',
+                        'GIT_CONFIG_VALUE_0': 'Authorization: Bearer ' + bearer})
+        argv = ['git', '-c', 'credential.helper=', '-c', 'protocol.version=2'] + list(args)
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
+        if check:
+            assert result.returncode == 0, 'git %s failed: %s' % (args[0], result.stderr[-2000:])
+        return result
+
+    def ls_remote(self, url, bearer=None):
+        refs = {}
+        for line in self.git('ls-remote', url, bearer=bearer).stdout.splitlines():
+            sha, ref = line.split('\t')
+            refs[ref] = sha
+        return refs
+
+
+@pytest.fixture
+def dc(dc_emulator, tmp_path):
+    """Client for the shared Data Center emulator (tests/conftest.py's `dc_emulator`)."""
+    return DataCenter(dc_emulator, tmp_path)
+
+
+@pytest.fixture
+def dc_for(tmp_path):
+    """Wrap any Data Center emulator (e.g. one from make_emulator) in a client."""
+    def wrap(emulator):
+        return DataCenter(emulator, tmp_path)
+    return wrap

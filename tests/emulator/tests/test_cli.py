@@ -18,7 +18,7 @@ import requests
 from bitbucket_emulator.testing import Emulator
 
 EMULATOR = os.path.join(os.path.dirname(sys.executable), 'bitbucket-emulator')
-READY_KEYS = {'base_url', 'api_url', 'token_url', 'git_url', 'ca_file'}
+READY_KEYS = {'flavor', 'base_url', 'api_url', 'token_url', 'git_url', 'ca_file'}
 TRACEBACK_MARKERS = ('Traceback (most recent call last)', '  File "')
 
 
@@ -80,6 +80,7 @@ def test_ready_line_and_clean_exit(serve):
     assert line.endswith('\n')
     info = json.loads(line)
     assert set(info) == READY_KEYS
+    assert info['flavor'] == 'cloud'
     base = urllib.parse.urlsplit(info['base_url'])
     assert base.scheme == 'https'
     assert base.hostname == '127.0.0.1'
