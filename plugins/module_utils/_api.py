@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Bitbucket Cloud REST 2.0 client: JSON, typed errors, retries, pagination."""
+"""Bitbucket REST client (Cloud 2.0 and Data Center 1.0): JSON, typed errors, retries, pagination."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     ValidationError,
 )
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
+    DATACENTER,
     RetryPolicy,
+    api_flavor,
     decode_body,
     gave_up_note,
     quote_server_text,
@@ -34,12 +36,19 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
 
 PAGELEN = 100
 MAX_PARALLEL_PAGES = 8
+# Data Center caps a larger limit to its configured maximum and answers with the limit it used.
+DC_LIMIT = 1000
+# Pages computed from a Data Center `size`; beyond this the client follows nextPageStart instead.
+MAX_COMPUTED_PAGES = 1000
 
 _WORKSPACE_OR_REPOSITORY_SLUG_RE = re.compile(
     r'^(?:[A-Za-z0-9_.-]+|\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\})$')
+# Data Center project keys start with a letter; personal projects are ~username.
+_PROJECT_KEY_RE = re.compile(r'^(?:[A-Za-z][A-Za-z0-9_]*|~[A-Za-z0-9_.@-]+)$')
 _EXPIRED_RE = re.compile(r'access token expired', re.IGNORECASE)
 
-NOT_AN_API_ROOT = '; the URL may not be a Bitbucket REST API root (does api_url end in /2.0?)'
+NOT_AN_API_ROOT = ('; the URL may not be a Bitbucket REST API root (does api_url end in /2.0, '
+                   'or in /rest/api/1.0 for Data Center?)')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +61,14 @@ def validate_slug(name, value):
         raise ValidationError('%s must be a non-empty slug, got %r' % (name, value))
     if not _WORKSPACE_OR_REPOSITORY_SLUG_RE.match(value):
         raise ValidationError("%s must be a slug (letters, digits, '-', '_', '.') or a {uuid}, got %r" % (name, value))
+    return value
+
+
+def validate_project_key(name, value):
+    """A Data Center project key (what `workspace` means there), such as OPS or ~alice."""
+    if not isinstance(value, str) or not _PROJECT_KEY_RE.match(value):
+        raise ValidationError("%s must be a Data Center project key (a letter, then letters, digits or '_'; "
+                              "or ~username), got %r" % (name, value))
     return value
 
 
@@ -187,12 +204,62 @@ def remaining_page_urls(first):
     return urls
 
 
+def _int(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def dc_page_state(method, url, page, start):
+    """(values, next start or None) of a Data Center page requested at start; ProtocolError if malformed."""
+    if not isinstance(page, dict) or not isinstance(page.get('values'), list):
+        raise ProtocolError('%s %s: the response is not a paginated collection' % (method, safe_url(url)), url=safe_url(url))
+    last = page.get('isLastPage')
+    if last is None:
+        last = 'nextPageStart' not in page
+    if not isinstance(last, bool):
+        raise ProtocolError('%s %s: isLastPage is a JSON %s, not a boolean' % (method, safe_url(url), type(last).__name__),
+                            url=safe_url(url))
+    if last:
+        return page['values'], None
+    next_start = _int(page.get('nextPageStart'))
+    if next_start is None:
+        raise ProtocolError('%s %s: isLastPage is false but nextPageStart is not a number' % (method, safe_url(url)),
+                            url=safe_url(url))
+    if next_start <= start:
+        # A server that sends the same start again would keep the client paging forever.
+        raise ProtocolError('%s %s: nextPageStart %d does not advance past start %d' % (method, safe_url(url), next_start, start),
+                            url=safe_url(url))
+    return page['values'], next_start
+
+
+def dc_remaining_starts(page, start=0):
+    """Starts of the remaining Data Center pages when the page says how many values there are, else None.
+
+    Data Center's `size` usually counts the values of the page; only when it reports more than the
+    page holds, with a known `limit` and a nextPageStart one full page on, are the pages computable.
+    """
+    if not isinstance(page, dict) or page.get('isLastPage') is not False or not isinstance(page.get('values'), list):
+        return None
+    size, limit, next_start = _int(page.get('size')), _int(page.get('limit')), _int(page.get('nextPageStart'))
+    held = len(page['values'])
+    if size is None or limit is None or next_start is None or limit < 1:
+        return None
+    if size <= held or held != limit or next_start != start + limit:
+        return None
+    starts = list(range(next_start, size, limit))
+    if not starts or len(starts) > MAX_COMPUTED_PAGES:
+        return None
+    return starts
+
+
 # ---------------------------------------------------------------------------------------------
 # The client
 
 
 class BitbucketClient(object):
-    """REST 2.0 calls with an auth method (see _auth) and one HttpHelper."""
+    """REST calls with an auth method (see _auth) and one HttpHelper.
+
+    flavor ('cloud' or 'datacenter') follows from api_url; only pagination differs between them.
+    """
 
     def __init__(self, http, api_url, auth, retry=None, max_workers=MAX_PARALLEL_PAGES):
         self.http = http
@@ -200,6 +267,7 @@ class BitbucketClient(object):
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self.max_workers = max_workers
+        self.flavor = api_flavor(self.api_url)
         parts = urlsplit(self.api_url)
         self._origin = (parts.scheme, parts.netloc.lower())
         self._refresh_lock = threading.Lock()
@@ -252,8 +320,22 @@ class BitbucketClient(object):
     def get(self, *segments, **params):
         return self.request('GET', self.url(*segments, **params))
 
+    def parallel(self, function, items):
+        """[function(item) for item in items], up to max_workers at a time; the first error is raised."""
+        items = list(items)
+        workers = min(self.max_workers, len(items))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(function, items))
+        return [function(item) for item in items]
+
     def paginate(self, *segments, **params):
         """All values of a paginated collection, in order."""
+        if self.flavor == DATACENTER:
+            return self._paginate_datacenter(segments, params)
+        return self._paginate_cloud(segments, params)
+
+    def _paginate_cloud(self, segments, params):
         params['pagelen'] = PAGELEN
         url = self.url(*segments, **params)
         first = self.request('GET', url)
@@ -262,12 +344,7 @@ class BitbucketClient(object):
         if urls:
             for url in urls:
                 self._check_origin(url)
-            workers = min(self.max_workers, len(urls))
-            if workers > 1:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    pages.extend(pool.map(lambda u: self.request('GET', u), urls))
-            else:
-                pages.extend(self.request('GET', u) for u in urls)
+            pages.extend(self.parallel(lambda u: self.request('GET', u), urls))
         values = []
         seen_next = set()
         while True:
@@ -284,3 +361,27 @@ class BitbucketClient(object):
                 return values
             seen_next.add(next_url)
             pages = [self.request('GET', next_url)]
+
+    def _paginate_datacenter(self, segments, params):
+        # start/limit paging: ask for the largest page; the server caps limit and says so in the response.
+        params = dict((key, value) for key, value in params.items() if key not in ('start', 'limit'))
+
+        def fetch(start):
+            url = self.url(*segments, limit=DC_LIMIT, start=start or None, **params)
+            return url, self.request('GET', url)
+
+        url, first = fetch(0)
+        values, next_start = dc_page_state('GET', url, first, 0)
+        values = list(values)
+        starts = dc_remaining_starts(first)
+        if starts:
+            # Only the last computed page decides whether more follow (the collection may have grown).
+            for start, (url, page) in zip(starts, self.parallel(fetch, starts)):
+                page_values, next_start = dc_page_state('GET', url, page, start)
+                values.extend(page_values)
+        while next_start is not None:
+            start = next_start
+            url, page = fetch(start)
+            page_values, next_start = dc_page_state('GET', url, page, start)
+            values.extend(page_values)
+        return values

@@ -96,6 +96,30 @@ def safe_url(url):
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ''))
 
 
+CLOUD = 'cloud'
+DATACENTER = 'datacenter'
+FLAVORS = (CLOUD, DATACENTER)
+_DATACENTER_API_RE = re.compile(r'/rest/api/(?:1\.0|latest)/*$')
+
+
+def api_flavor(api_url):
+    """'datacenter' when api_url is a Bitbucket Data Center REST root (.../rest/api/1.0 or /latest), else 'cloud'."""
+    if not isinstance(api_url, str):
+        return CLOUD
+    try:
+        path = urlsplit(api_url.strip()).path
+    except ValueError:
+        return CLOUD
+    return DATACENTER if _DATACENTER_API_RE.search(path) else CLOUD
+
+
+def datacenter_base(api_url):
+    """The Data Center base URL (scheme, host, context path) of a REST root URL, without a trailing slash."""
+    parts = urlsplit(api_url.strip())
+    path = _DATACENTER_API_RE.sub('', parts.path)
+    return urlunsplit((parts.scheme, parts.netloc, path.rstrip('/'), '', ''))
+
+
 def is_loopback(hostname):
     """127.0.0.0/8, ::1 or localhost: traffic to them never leaves the machine."""
     if hostname.lower() == 'localhost':

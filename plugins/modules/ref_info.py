@@ -7,12 +7,19 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: ref_info
-short_description: Resolve Bitbucket Cloud branches and tags to commits
+short_description: Resolve Bitbucket branches and tags to commits
 version_added: 1.0.0
 description:
   - Returns branches and tags of a repository with the commit each points to, and the repository's main branch.
   - Use it once on the controller to pin a branch to one commit, then deploy that commit on every host,
     so that hosts do not end up on different commits when someone pushes during the run.
+  - Works with Bitbucket Cloud and Bitbucket Data Center (see O(api_url)), with the same fields.
+  - "Requests on Cloud: with O(name) one (for O(kind=all) and a name without quotes or backslashes, one query on
+    C(refs); else one per kind); without O(name), the repository plus one listing per kind, 100 refs per page."
+  - "Requests on Data Center: with O(name) one per kind (C(branches?filterText=NAME), C(tags?filterText=NAME), then
+    an exact match; both in parallel for O(kind=all)); without O(name), one listing per kind with the largest page the
+    server allows (the branch listing flags the default branch, giving RV(mainbranch)), plus C(branches/default) for
+    O(kind=tag)."
 author:
   - codeferry.bitbucket contributors (@codeferry)
 extends_documentation_fragment:
@@ -24,7 +31,8 @@ extends_documentation_fragment:
 options:
   workspace:
     description:
-      - Workspace slug or UUID in braces.
+      - On Bitbucket Cloud, the workspace slug or UUID in braces.
+      - On Bitbucket Data Center, the project key, for example V(OPS).
     type: str
     required: true
   repository:
@@ -41,19 +49,23 @@ options:
     default: branch
   name:
     description:
-      - Exact branch or tag name, for example V(main) or V(release/1.x). Fetched directly in one request, without listing.
+      - Exact branch or tag name, for example V(main) or V(release/1.x). Looked up without listing every ref
+        (see the request counts above).
       - A C(refs/heads/) or C(refs/tags/) prefix is accepted and taken off.
       - A name that does not exist fails the task.
       - Mutually exclusive with O(query) and O(sort).
     type: str
   query:
     description:
-      - Filter in the Bitbucket query language, sent as C(q), for example V(name ~ "release/").
+      - Bitbucket Cloud only. Filter in the Bitbucket query language, sent as C(q), for example V(name ~ "release/").
       - Without O(name) and O(query), every ref of the O(kind) is returned.
+      - Data Center has no query language; the task fails if this is set. Use O(name), or list and filter the result
+        in the playbook.
     type: str
   sort:
     description:
-      - Field to sort by, for example V(name) (natural order) or V(-target.date).
+      - Bitbucket Cloud only. Field to sort by, for example V(name) (natural order) or V(-target.date).
+      - On Data Center the task fails if this is set; use the C(sort) filter on the result.
     type: str
 notes:
   - C(changed) is always V(false); requesting an access token for the call does not count as a change.
@@ -62,6 +74,17 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Pin main of OPS/deploy on a Data Center instance, with an HTTP access token
+  codeferry.bitbucket.ref_info:
+    api_url: https://bitbucket.example.com/rest/api/1.0
+    workspace: OPS
+    repository: deploy
+    name: main
+    access_token: "{{ bitbucket_dc_token }}"
+  delegate_to: localhost
+  run_once: true
+  register: deploy_ref
+
 - name: Pin the main branch to one commit for the whole run
   codeferry.bitbucket.ref_info:
     workspace: acme
@@ -120,7 +143,10 @@ refs:
       type: str
       sample: 9fbd1a7e1a1c7c39e1f4d0e8d64e2f1d2d9c6a11
     date:
-      description: Date of that commit, ISO 8601.
+      description:
+        - Date of that commit, ISO 8601.
+        - On Data Center, the committer date of a branch's latest commit when the server reports it with the
+          branch listing; null for tags, since it would cost a request per ref.
       type: str
       sample: "2026-11-20T09:13:51+00:00"
 commit:
@@ -130,7 +156,7 @@ commit:
   sample: 9fbd1a7e1a1c7c39e1f4d0e8d64e2f1d2d9c6a11
 mainbranch:
   description:
-    - Name of the repository's main branch; null for a repository without commits.
+    - Name of the repository's main branch (on Data Center the default branch); null for a repository without commits.
     - Not returned with O(name), which is looked up in one request without fetching the repository.
   returned: when O(name) is not set
   type: str
@@ -139,62 +165,21 @@ mainbranch:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import validate_slug
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import api_argument_spec
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import NotFoundError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._module import ModuleRunner
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import REF_KINDS, mainbranch, ref_summary, split_ref_name
-
-_COLLECTIONS = (('branch', 'branches'), ('tag', 'tags'))
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import REF_KINDS, find_refs
 
 
 def resolve(runner):
     params = runner.module.params
-    workspace = validate_slug('workspace', params['workspace'])
-    repository = validate_slug('repository', params['repository'])
-    kind = params['kind']
-    name = None
-    if params['name'] is not None:
-        name, kind = split_ref_name(params['name'], kind)
-    client = runner.client()
-    if name is not None:
-        refs = _named_refs(client, workspace, repository, kind, name)
-        result = dict(changed=False, refs=refs)
-    else:
-        # Without a name the repository is fetched too: it has the main branch.
-        repo = client.get('repositories', workspace, repository)
-        refs = []
-        for ref_kind, collection in _COLLECTIONS:
-            if kind in (ref_kind, 'all'):
-                found = client.paginate('repositories', workspace, repository, 'refs', collection,
-                                        q=params['query'], sort=params['sort'])
-                refs.extend(ref_summary(ref, ref_kind) for ref in found)
-        result = dict(changed=False, refs=refs, mainbranch=mainbranch(repo))
+    refs, mainbranch = find_refs(runner.client(), params['workspace'], params['repository'], params['kind'],
+                                 name=params['name'], query=params['query'], sort=params['sort'])
+    result = dict(changed=False, refs=refs)
+    if params['name'] is None:
+        result['mainbranch'] = mainbranch
     if len(refs) == 1:
         result['commit'] = refs[0]['commit']
     return result
-
-
-def _named_refs(client, workspace, repository, kind, name):
-    """The branch and/or tag called name, in one request; a 404 names the repository or the ref that is missing."""
-    if kind == 'all' and not set(name) & set('"\\'):
-        # One request for both kinds: an exact-name query on the refs collection (branches first).
-        found = client.paginate('repositories', workspace, repository, 'refs', q='name = "%s"' % name)
-        refs = [ref_summary(ref) for ref in found if isinstance(ref, dict) and ref.get('name') == name]
-        refs.sort(key=lambda ref: ref['type'] != 'branch')
-    else:
-        refs = []
-        for ref_kind, collection in _COLLECTIONS:
-            if kind not in (ref_kind, 'all'):
-                continue
-            try:
-                refs.append(ref_summary(client.get('repositories', workspace, repository, 'refs', collection, name), ref_kind))
-            except NotFoundError:
-                if kind != 'all':
-                    raise
-    if not refs:
-        raise NotFoundError('%s/%s has no branch or tag named %r' % (workspace, repository, name), status=404)
-    return refs
 
 
 def main():

@@ -221,3 +221,147 @@ def test_module_defaults_for_the_action_group(emulator, playbook, tmp_path):
     assert run.results['repos']['repositories'][0]['full_name'] == 'acme/api'
     assert run.results['refs']['refs'][0]['name'] == 'main'
     assert emulator.stats()['requests']['token'] == 1  # one token, shared through the cache
+
+
+# --- Bitbucket Data Center ------------------------------------------------------------------
+# The bundled DC data: project OPS (deploy, config, svc-001..svc-060; alice only), project PUB (docs; public).
+
+DC_PERSONAL = 'dc-personal-read-0123456789abcdefghij'
+DC_BOB = 'dc-personal-bob-0123456789abcdefghijk'
+DC_PROJECT = 'dc-project-ops-read-0123456789abcdefg'
+DC_REPOSITORY = 'dc-repo-deploy-read-0123456789abcde'
+DC_PASSWORD = 'alice-password-1'
+DC_OPS = {'OPS/deploy', 'OPS/config'} | {'OPS/svc-%03d' % number for number in range(1, 61)}
+DC_CREDENTIALS = {
+    'personal': {'access_token': DC_PERSONAL},
+    'project': {'access_token': DC_PROJECT},
+    'repository': {'access_token': DC_REPOSITORY},
+    'basic': {'username': 'alice', 'password': DC_PERSONAL},
+    'bob': {'access_token': DC_BOB},
+}
+
+
+def run_dc(playbook, emu, credential='personal', verbosity=0, **args):
+    module_args = {'api_url': emu.api_url, 'ca_path': emu.ca_file}
+    module_args.update({key: '{{ %s }}' % key for key in DC_CREDENTIALS[credential]})
+    module_args.update(args)
+    return playbook.run(task(module_args), save=['repos'], play_vars=dict(DC_CREDENTIALS[credential]), verbosity=verbosity)
+
+
+def dc_leaks(emu):
+    return emu.stats()['tokens'] + [DC_PASSWORD]
+
+
+@pytest.mark.parametrize('flavor', ['cloud', 'datacenter'])
+def test_the_same_fields_on_both_flavours(flavor, emulator, dc_emulator, playbook, tmp_path):
+    if flavor == 'cloud':
+        run = run_info(playbook, emulator, tmp_path, name=['api'])
+        host, full_name = emulator.git_url.split('://', 1)[1], 'acme/api'
+    else:
+        run = run_dc(playbook, dc_emulator, workspace='OPS', name=['deploy'])
+        host, full_name = dc_emulator.git_url.split('://', 1)[1], 'OPS/deploy'
+    assert run.rc == 0, run
+    (repo,) = run.results['repos']['repositories']
+    assert sorted(repo) == sorted(['full_name', 'slug', 'name', 'uuid', 'workspace', 'project_key', 'is_private', 'mainbranch',
+                                   'description', 'language', 'size', 'updated_on', 'clone_url', 'ssh_url', 'html_url'])
+    assert repo['full_name'] == full_name
+    assert repo['workspace'] == full_name.split('/')[0]
+    assert repo['is_private'] is True and repo['mainbranch'] == 'main'
+    assert repo['clone_url'].startswith('https://%s/' % host) and repo['clone_url'].endswith('.git')
+    if flavor == 'datacenter':
+        assert repo == dict(repo, slug='deploy', name='deploy', project_key='OPS', description='Deployment scripts',
+                            language=None, size=None, updated_on=None,
+                            clone_url='https://%s/scm/ops/deploy.git' % host,
+                            html_url='https://%s/projects/OPS/repos/deploy/browse' % host)
+        assert repo['uuid'].isdigit()
+        assert repo['ssh_url'].startswith('ssh://') and repo['ssh_url'].endswith('/ops/deploy.git')
+
+
+@pytest.mark.parametrize('credential', ['personal', 'basic'])
+def test_dc_lists_a_project_with_one_page_and_one_default_branch_request_each(credential, dc_emulator, playbook, assert_no_secrets):
+    dc_emulator.reset()
+    run = run_dc(playbook, dc_emulator, credential, verbosity=4, workspace='OPS')
+    assert run.rc == 0, run
+    repos = run.results['repos']['repositories']
+    assert {repo['full_name'] for repo in repos} == DC_OPS
+    assert {repo['mainbranch'] for repo in repos} == {'main'}
+    assert all('@' not in repo['clone_url'] for repo in repos)  # Basic puts the user in the link; it is taken out
+    # limit=1000 holds the 62 repositories in one page; then branches/default for each.
+    stats = dc_emulator.stats()['requests']
+    assert stats['api'] == 1 + 62 and stats['token'] == 0
+    assert_no_secrets(run.output, dc_leaks(dc_emulator))
+
+
+@pytest.mark.parametrize('credential, expected', [
+    ('personal', DC_OPS | {'PUB/docs'}),
+    ('bob', {'PUB/docs'}),  # no access to OPS: only the public project
+    ('project', DC_OPS),
+    ('repository', {'OPS/deploy'}),
+    ('basic', DC_OPS | {'PUB/docs'}),
+])
+def test_dc_without_workspace_lists_every_visible_repository(credential, expected, dc_emulator, playbook, assert_no_secrets):
+    dc_emulator.reset()
+    run = run_dc(playbook, dc_emulator, credential, verbosity=4)
+    assert run.rc == 0, run
+    repos = run.results['repos']['repositories']
+    assert {repo['full_name'] for repo in repos} == expected
+    assert [repo['is_private'] for repo in repos if repo['project_key'] == 'PUB'] == [False] * ('PUB/docs' in expected)
+    assert dc_emulator.stats()['requests']['api'] == 1 + len(expected)
+    assert_no_secrets(run.output, dc_leaks(dc_emulator))
+
+
+def test_dc_follows_next_page_start_when_the_server_caps_the_limit(make_emulator, dc_data, playbook):
+    emu = make_emulator(flavor='datacenter', data=dict(dc_data, max_page_limit=25))
+    run = run_dc(playbook, emu)
+    assert run.rc == 0, run
+    slugs = [repo['full_name'] for repo in run.results['repos']['repositories']]
+    assert len(slugs) == len(set(slugs)) == 63
+    assert emu.stats()['requests']['api'] == 3 + 63  # 25 + 25 + 13, then one default branch each
+
+
+def test_dc_names_in_order_two_requests_each(dc_emulator, playbook):
+    dc_emulator.reset()
+    run = run_dc(playbook, dc_emulator, workspace='OPS', name=['svc-042', 'deploy', 'config'])
+    assert run.rc == 0, run
+    assert [repo['slug'] for repo in run.results['repos']['repositories']] == ['svc-042', 'deploy', 'config']
+    assert dc_emulator.stats()['requests']['api'] == 6
+
+
+@pytest.mark.parametrize('credential', ['project', 'repository'])
+def test_dc_project_and_repository_tokens_by_name(credential, dc_emulator, playbook, assert_no_secrets):
+    run = run_dc(playbook, dc_emulator, credential, verbosity=4, workspace='OPS', name=['deploy'])
+    assert run.rc == 0, run
+    assert run.results['repos']['repositories'][0]['mainbranch'] == 'main'
+    assert_no_secrets(run.output, dc_leaks(dc_emulator))
+
+
+@pytest.mark.parametrize('case, credential, args, message', [
+    ('missing project', 'personal', {'workspace': 'NOPE'}, 'HTTP 404: Project NOPE does not exist.'),
+    ('missing repository', 'personal', {'workspace': 'OPS', 'name': ['nope']}, 'HTTP 404: Repository OPS/nope does not exist.'),
+    ('repository token, other repository', 'repository', {'workspace': 'OPS', 'name': ['config']},
+     'HTTP 404: Repository OPS/config does not exist.'),
+    ('bob and OPS', 'bob', {'workspace': 'OPS', 'name': ['deploy']}, 'HTTP 404: Project OPS does not exist.'),
+    ('query', 'personal', {'workspace': 'OPS', 'query': 'slug ~ "svc"'}, 'query is only supported on Bitbucket Cloud'),
+    ('sort', 'personal', {'workspace': 'OPS', 'sort': 'name'}, 'sort is only supported on Bitbucket Cloud'),
+    ('role', 'personal', {'role': 'member'}, 'role is only supported on Bitbucket Cloud'),
+    ('name without project', 'personal', {'name': ['deploy']}, 'name needs workspace (the project key)'),
+    ('bad project key', 'personal', {'workspace': 'OPS/deploy'}, 'workspace must be a Data Center project key'),
+    ('wrong token', 'personal', {'workspace': 'OPS', 'access_token': 'dc-wrong-0123456789abcdefghijk'},
+     'HTTP 401: Authentication failed.'),
+])
+def test_dc_errors_are_clear(case, credential, args, message, dc_emulator, playbook, assert_no_secrets):
+    dc_emulator.reset()
+    run = run_dc(playbook, dc_emulator, credential, verbosity=4, **args)
+    assert run.rc != 0, (case, run)
+    assert message in run.output, case
+    assert 'Traceback' not in run.output
+    assert_no_secrets(run.output, dc_leaks(dc_emulator) + ['dc-wrong-0123456789abcdefghijk'])
+    if 'only supported' in message or 'workspace' in message:
+        assert dc_emulator.stats()['requests']['api'] == 0  # refused before any request
+
+
+def test_cloud_still_requires_workspace(emulator, playbook, tmp_path):
+    run = playbook.run(task(base_args(workspace=None)), play_vars=play_vars(emulator, tmp_path))
+    assert run.rc != 0
+    assert 'workspace is required on Bitbucket Cloud' in run.output
+    assert 'Traceback' not in run.output

@@ -114,7 +114,7 @@ def test_a_404_without_an_envelope_says_the_url_may_not_be_an_api_root():
     with pytest.raises(NotFoundError) as info:
         api.get('repositories', 'acme')
     assert str(info.value) == ('GET %s/repositories/acme: HTTP 404: Not Found; the URL may not be a Bitbucket REST API root '
-                               '(does api_url end in /2.0?)' % API)
+                               '(does api_url end in /2.0, or in /rest/api/1.0 for Data Center?)' % API)
 
 
 def test_a_404_with_an_envelope_is_bitbucket_speaking():
