@@ -5,9 +5,10 @@
 """Host side of git_checkout: checkouts that keep local work and never leak the credential.
 
 One GitRunner runs every git command: an argv list (never a shell string) and an environment it
-builds itself. The credential reaches git only as two environment variables of the git child,
-read by a credential helper given through GIT_CONFIG_COUNT/KEY/VALUE; the helper text holds no
-secret. Shared code raises CheckoutError (one repository) or GitError (a git command); the
+builds itself. The credential reaches git only through the git child's environment: as two
+variables read by a credential helper given through GIT_CONFIG_COUNT/KEY/VALUE (the helper text
+holds no secret), or, for a Data Center Bearer token, as an http.<origin>.extraHeader given the
+same way. Shared code raises CheckoutError (one repository) or GitError (a git command); the
 module turns a run with failed repositories into one fail_json.
 """
 
@@ -34,7 +35,7 @@ import zlib
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import BitbucketError, ValidationError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import redact
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import CLOUD, DATACENTER, FLAVORS, redact
 
 TOKEN_USERNAME = 'x-token-auth'
 USERNAME_VAR = 'CODEFERRY_GIT_USERNAME'
@@ -43,6 +44,7 @@ PASSWORD_VAR = 'CODEFERRY_GIT_PASSWORD'
 HELPER = ('!f() { test "$1" = get || return 0; printf "%%s\\n" "username=$%s" "password=$%s"; }; f'
           % (USERNAME_VAR, PASSWORD_VAR))
 STORE_FILE = 'codeferry-credentials'           # inside .git: outside the work tree, gone with the checkout
+AUTH_FILE = 'codeferry-auth.config'            # inside .git too: the Bearer header, included from .git/config
 UPSTREAM_REF = 'refs/codeferry/upstream'       # the last commit this module fetched and checked out
 BACKUP_PREFIX = 'refs/codeferry/backup/'
 ARCHIVE_MARKER = '.codeferry-archive.json'
@@ -81,6 +83,7 @@ ARGUMENT_SPEC = dict(
     transport=dict(type='str', default='direct', choices=list(TRANSPORTS)),
     mirror_dir=dict(type='path'),
     credential_mode=dict(type='str', default='store', choices=list(MODES)),
+    flavor=dict(type='str', default=CLOUD, choices=list(FLAVORS)),
     access_token=dict(type='str', no_log=True),
     username=dict(type='str'),
     password=dict(type='str', no_log=True),
@@ -141,12 +144,19 @@ class NeedsObjects(BitbucketError):
 
 
 class Credential(object):
-    """A token (as x-token-auth) or a username and password (API token or app password)."""
+    """A token or a username and password, and how git and HTTP downloads carry it.
+
+    kind 'token': a Cloud access token, as x-token-auth through the credential helper;
+    'basic': a username and password (Cloud API token or app password, Data Center personal token),
+    through the credential helper; 'bearer': a Data Center HTTP access token or OAuth token, which
+    Data Center takes only as 'Authorization: Bearer' (project and repository tokens have no user).
+    """
 
     def __init__(self, username, secret, kind):
-        for what, value in (('username', username), ('the secret', secret)):
+        checked = (('the secret', secret),) if kind == 'bearer' else (('username', username), ('the secret', secret))
+        for what, value in checked:
             if not value or _CONTROL.search(value):
-                # git's credential protocol is line based: a newline would inject fields.
+                # git's credential protocol and HTTP headers are line based: a newline would inject fields.
                 raise ValidationError('%s must be a non-empty string without control characters or newlines' % what)
         self.username = username
         self.secret = secret
@@ -154,13 +164,23 @@ class Credential(object):
 
     @classmethod
     def from_params(cls, params):
+        flavor = params.get('flavor') or CLOUD
+        if flavor not in FLAVORS:
+            raise ValidationError('flavor must be one of %s, got %r' % (', '.join(FLAVORS), flavor))
         if params.get('access_token'):
+            if flavor == DATACENTER:
+                return cls(None, params['access_token'], 'bearer')
             return cls(TOKEN_USERNAME, params['access_token'], 'token')
         if params.get('username') or params.get('password'):
             if not (params.get('username') and params.get('password')):
                 raise ValidationError('username and password go together')
             return cls(params['username'], params['password'], 'basic')
         return None
+
+    @property
+    def header_only(self):
+        """Whether git can carry it only as an extra header (no credential helper, no URL)."""
+        return self.kind == 'bearer'
 
     def env(self):
         return {USERNAME_VAR: self.username, PASSWORD_VAR: self.secret}
@@ -174,19 +194,45 @@ class Credential(object):
         return '%s://%s:%s@%s\n' % (parts.scheme, _store_quote(self.username), _store_quote(self.secret),
                                     _store_quote(parts.netloc))
 
+    def auth_config(self, base):
+        """The text of AUTH_FILE: the Bearer header, for the repository's origin only."""
+        # Quoted, so that '#', ';' or a trailing space in the token stay part of the value.
+        return '[http "%s"]\n\textraHeader = "%s"\n' % (_config_quote(origin_of(base)),
+                                                        _config_quote('Authorization: ' + self.git_header()))
+
     def url_with(self, url):
         parts = urlsplit(url)
         userinfo = '%s:%s@' % (quote(self.username, safe=''), quote(self.secret, safe=''))
         return urlunsplit((parts.scheme, userinfo + parts.netloc, parts.path, '', ''))
 
     def authorization(self):
-        if self.kind == 'token':
+        """The Authorization header of an HTTP download (archives): Bearer for tokens, else Basic."""
+        if self.kind in ('token', 'bearer'):
+            return 'Bearer ' + self.secret
+        return self.basic()
+
+    def git_header(self):
+        """The Authorization value git sends as an extra header: Bearer on Data Center, else Basic."""
+        if self.kind == 'bearer':
             return 'Bearer ' + self.secret
         return self.basic()
 
     def basic(self):
         raw = ('%s:%s' % (self.username, self.secret)).encode('utf-8')
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
+
+
+def origin_of(base):
+    """scheme://host[:port]/ of a base: the scope of an http.<url>.* key that covers the whole server, no other."""
+    return base.rstrip('/') + '/'
+
+
+def header_key(base):
+    return 'http.%s.extraHeader' % origin_of(base)
+
+
+def _config_quote(text):
+    return text.replace('\\', '\\\\').replace('"', '\\"')
 
 
 def _store_quote(text):
@@ -396,9 +442,11 @@ class GitRunner(object):
     def secrets(self):
         if self.credential is None:
             return []
-        return self.credential.secrets() + ([self.credential.basic()[len('Basic '):]] if self.header_auth else [])
+        # A Basic header is base64 of the secret: mask that form too.
+        basic = self.header_auth and not self.credential.header_only
+        return self.credential.secrets() + ([self.credential.basic()[len('Basic '):]] if basic else [])
 
-    def _env(self, identity, network, extra):
+    def _env(self, identity, network, extra, origin=None):
         env = dict((k, v) for k, v in self.environ.items()
                    if k not in _DROPPED_ENV and not k.startswith(('GIT_TRACE', 'GIT_CONFIG_KEY_', 'GIT_CONFIG_VALUE_'))
                    and k != 'GIT_CONFIG_COUNT')
@@ -427,8 +475,18 @@ class GitRunner(object):
             # A redirect to another origin would get the credential too (git asks the helper for the new host,
             # and sends extra headers wherever it goes): git follows none.
             config.append(('http.followRedirects', 'false'))
-            if self.credential is not None and self.header_auth:
-                config.append(('http.extraHeader', 'Authorization: ' + self.credential.basic()))
+            if origin:
+                # An empty value empties git's list of extra headers: a header the checkout's own config holds
+                # (AUTH_FILE of an earlier run, maybe an older token) is not sent beside the one of this run.
+                config.append((header_key(origin), ''))
+            if self.credential is not None and (self.header_auth or self.credential.header_only):
+                if origin:
+                    # Scoped to the origin: git sends it to this server only, whatever else it talks to.
+                    config.append((header_key(origin), 'Authorization: ' + self.credential.git_header()))
+                elif self.credential.header_only:
+                    raise CheckoutError('internal error: a Bearer token needs the origin it is for')
+                else:
+                    config.append(('http.extraHeader', 'Authorization: ' + self.credential.git_header()))
             elif self.credential is not None:
                 config.append(('credential.helper', HELPER))
                 env.update(self.credential.env())
@@ -446,15 +504,17 @@ class GitRunner(object):
         env.update(extra or {})
         return env
 
-    def run(self, args, cwd, identity=None, network=False, check=True, env=None, what=None):
-        """Run git args in cwd; return (rc, stdout, stderr) as text."""
+    def run(self, args, cwd, identity=None, network=False, check=True, env=None, what=None, origin=None):
+        """Run git args in cwd; return (rc, stdout, stderr) as text.
+
+        network: the command talks to the git server at origin (scheme://host[:port]), with the credential."""
         if not self.executable:
             raise CheckoutError('git is not installed on this host (or not on PATH); install git, or use method=archive')
         preexec = None
         if identity is not None and identity.differs():
             preexec = _drop_privileges(identity)
         try:
-            proc = subprocess.run([self.executable] + list(args), cwd=cwd, env=self._env(identity, network, env),
+            proc = subprocess.run([self.executable] + list(args), cwd=cwd, env=self._env(identity, network, env, origin),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   preexec_fn=preexec, check=False)
         except OSError as exc:
@@ -933,7 +993,8 @@ class GitCheckout(object):
                 refspecs.append('+refs/tags/%s:refs/tags/%s' % (name, name))
             elif not spec.commit:
                 refspecs.append('HEAD')
-            rc, dummy, err = self.git.run(base + ['origin'] + refspecs, cwd, self.identity, network=True, check=False)
+            rc, dummy, err = self.git.run(base + ['origin'] + refspecs, cwd, self.identity, network=True, check=False,
+                                          origin=spec.base)
             if rc == 0:
                 break
             last = err
@@ -942,7 +1003,8 @@ class GitCheckout(object):
             if spec.commit and ('not our ref' in err or 'unadvertised object' in err):
                 # Some servers only serve commits by their refs: fetch those and look for the commit there.
                 refspecs = refspecs[1:] or ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']
-                rc, dummy, err = self.git.run(base[:4] + ['origin'] + refspecs, cwd, self.identity, network=True, check=False)
+                rc, dummy, err = self.git.run(base[:4] + ['origin'] + refspecs, cwd, self.identity, network=True,
+                                              check=False, origin=spec.base)
                 if rc == 0:
                     break
             raise self._fetch_error(err)
@@ -1118,12 +1180,16 @@ class GitCheckout(object):
         return ref
 
     def _sync_credentials(self, cwd):
-        """Make the credential left in the checkout match the mode; True if anything was (or would be) written."""
+        """Make the credential left in the checkout match the mode; True if anything was (or would be) written.
+
+        store keeps a git-credential-store file and a helper pointing at it, or, for a Bearer token, AUTH_FILE
+        and an include.path of it; whatever the other kinds or modes left is removed."""
         spec = self.spec
         mode = self.options['credential_mode']
         credential = self.git.credential
         git_dir = os.path.join(cwd, '.git')
         store_path = os.path.join(git_dir, STORE_FILE)
+        auth_path = os.path.join(git_dir, AUTH_FILE)
         final_store = os.path.join(spec.dest, '.git', STORE_FILE)
         helper_key = 'credential.%s.helper' % spec.base
         helper_value = 'store --file ' + shlex.quote(final_store)
@@ -1137,45 +1203,65 @@ class GitCheckout(object):
             key, dummy, value = line.partition(' ')
             if STORE_FILE in value:
                 ours.append((key, value))
-        store = mode == 'store' and credential is not None
-        if store:
-            line = credential.store_line(spec.base)
-            if read_text(store_path) != line:
+        rc, out, dummy = self.git.run(['config', '--local', '--get-all', 'include.path'], cwd, self.identity, check=False)
+        includes = [line for line in out.splitlines() if line == AUTH_FILE]
+        store = mode == 'store' and credential is not None and not credential.header_only
+        header = mode == 'store' and credential is not None and credential.header_only
+        wanted = {store_path: credential.store_line(spec.base) if store else None,
+                  auth_path: credential.auth_config(spec.base) if header else None}
+        for path, text in wanted.items():
+            if text is not None:
+                changed = self._write_secret_file(path, text) or changed
+            elif os.path.lexists(path):
                 changed = True
                 if not dry:
-                    owner = self.identity
-                    uid = owner.uid if owner is not None and owner.differs() else -1
-                    gid = owner.gid if owner is not None and owner.differs() else -1
-                    write_private(store_path, line, uid, gid)
-            # git prints section and variable names in lower case, as helper_key has them.
-            if ours != [(helper_key, helper_value)]:
-                changed = True
-                if not dry:
-                    for key, value in ours:
-                        self._git(['config', '--local', '--fixed-value', '--unset-all', key, value], cwd)
+                    os.unlink(path)
+        # git prints section and variable names in lower case, as helper_key has them.
+        if ours != ([(helper_key, helper_value)] if store else []):
+            changed = True
+            if not dry:
+                for key, value in ours:
+                    self._git(['config', '--local', '--fixed-value', '--unset-all', key, value], cwd)
+                if store:
                     self._git(['config', '--local', '--add', helper_key, helper_value], cwd)
-        else:
-            if os.path.lexists(store_path):
-                changed = True
-                if not dry:
-                    os.unlink(store_path)
-            if ours:
-                changed = True
-                if not dry:
-                    for key, value in ours:
-                        self._git(['config', '--local', '--fixed-value', '--unset-all', key, value], cwd)
+        if includes != ([AUTH_FILE] if header else []):
+            changed = True
+            if not dry:
+                if includes:
+                    self._git(['config', '--local', '--fixed-value', '--unset-all', 'include.path', AUTH_FILE], cwd)
+                if header:
+                    # Relative: git reads it from the directory of .git/config, so a moved checkout keeps working.
+                    self._git(['config', '--local', '--add', 'include.path', AUTH_FILE], cwd)
         if self.options['ca_path']:
             ca_key = 'http.%s.sslCAInfo' % spec.base
             if self._try(['config', '--local', '--get', ca_key], cwd) != self.options['ca_path'] and not dry:
                 self._git(['config', '--local', ca_key, self.options['ca_path']], cwd)
 
         current = self._try(['config', '--local', '--get', 'remote.origin.url'], cwd)
-        wanted = credential.url_with(spec.url) if mode == 'url' and credential is not None else spec.url
-        if current != wanted:
+        wanted_url = credential.url_with(spec.url) if mode == 'url' and credential is not None else spec.url
+        if current != wanted_url:
             changed = True
             if not dry:
-                self._set_origin_url(cwd, wanted)
+                self._set_origin_url(cwd, wanted_url)
         return changed
+
+    def _write_secret_file(self, path, text):
+        """Keep text in path: mode 0600, owned by the checkout's owner, a regular file (a link is replaced, never followed)."""
+        owner = self.identity
+        uid = owner.uid if owner is not None and owner.differs() else -1
+        gid = owner.gid if owner is not None and owner.differs() else -1
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600 \
+                and uid in (-1, info.st_uid) and gid in (-1, info.st_gid) and read_text(path) == text:
+            return False
+        if not self.check_mode:
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                raise CheckoutError('%s is a directory; remove it so that the credential can be kept there' % path)
+            write_private(path, text, uid, gid)
+        return True
 
     def _set_origin_url(self, cwd, url):
         if '@' not in urlsplit(url).netloc:
@@ -1339,6 +1425,30 @@ def _extract(fileobj, root):
     return files
 
 
+_DC_CLONE_PATH = re.compile(r'^(?P<context>(?:/[^/]+)*?)/scm/(?P<owner>[^/]+)/(?P<slug>[^/]+?)(?:\.git)?/*$')
+
+
+def datacenter_archive_url(url, commit):
+    """The Data Center archive of commit, from the clone URL <base>/scm/<project key>/<slug>.git.
+
+    The base may have a context path (https://host/bitbucket/scm/ops/deploy.git). A personal
+    repository (/scm/~user/slug.git) is under /users/<user>; a project key is upper-cased, as the REST
+    API names it."""
+    parts = urlsplit(url)
+    match = _DC_CLONE_PATH.match(parts.path)
+    if not match or match.group('owner') in ('~', '.', '..') or match.group('slug') in ('.', '..', '.git'):
+        raise CheckoutError('url %s is not a Bitbucket Data Center clone URL (https://host[/context]/scm/<project>/'
+                            '<repository>.git), so its archive cannot be found; check the URL, or use method=git'
+                            % url)
+    owner, slug = match.group('owner'), match.group('slug')
+    if owner.startswith('~'):
+        where = 'users/%s' % quote(owner[1:], safe='')
+    else:
+        where = 'projects/%s' % quote(owner.upper(), safe='')
+    path = '%s/rest/api/latest/%s/repos/%s/archive' % (match.group('context'), where, quote(slug, safe=''))
+    return urlunsplit((parts.scheme, parts.netloc, path, 'at=%s&format=tar.gz' % commit, ''))
+
+
 class ArchiveCheckout(object):
     """method=archive: a snapshot of the commit, for hosts without git."""
 
@@ -1352,6 +1462,8 @@ class ArchiveCheckout(object):
         self.result = new_result(spec.dest, spec.url, 'archive', spec.ref, spec.commit)
 
     def archive_url(self):
+        if self.options.get('flavor') == DATACENTER:
+            return datacenter_archive_url(self.spec.url, self.spec.commit)
         parts = urlsplit(self.spec.url)
         path = parts.path.rstrip('/')
         if path.endswith('.git'):
@@ -1497,10 +1609,20 @@ def checkout_repositories(params, check_mode=False, http_factory=None, environ=N
         raise ValidationError('credential_mode must be one of %s' % ', '.join(MODES))
     if params.get('method', 'git') not in METHODS:
         raise ValidationError('method must be one of %s' % ', '.join(METHODS))
+    flavor = params.get('flavor') or CLOUD
+    if flavor not in FLAVORS:
+        raise ValidationError('flavor must be one of %s, got %r' % (', '.join(FLAVORS), flavor))
+    if credential is not None and credential.header_only and params.get('credential_mode') == 'url' \
+            and params.get('method', 'git') == 'git':
+        # Refused before any repository is touched: no checkout is left half-way between two modes.
+        raise ValidationError('credential_mode=url cannot be used with flavor=datacenter and access_token: git cannot '
+                              'carry a Bearer token in a URL (Data Center accepts project and repository tokens only as '
+                              '"Authorization: Bearer"). Use credential_mode=store or ephemeral, or give a personal '
+                              'access token as username and password')
     uid, gid = resolve_owner(params.get('owner'), params.get('group'))
     options = {'check_mode': check_mode, 'force': bool(params.get('force')), 'uid': uid, 'gid': gid,
                'mode': parse_mode(params.get('mode')), 'credential_mode': params.get('credential_mode', 'store'),
-               'ca_path': params.get('ca_path'), 'transport': transport}
+               'ca_path': params.get('ca_path'), 'transport': transport, 'flavor': flavor}
     ca_changed, git_ca_path = False, options['ca_path']
     if params.get('ca_content') is not None:
         ca_changed, git_ca_path = install_ca(options['ca_path'], params['ca_content'], check_mode)

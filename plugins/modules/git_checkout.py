@@ -14,7 +14,8 @@ description:
     and returns one result per repository. H hosts and R repositories cost H module runs.
   - This is the only module of the collection that runs on managed hosts. It needs Python and, for O(method=git), git 2.31 or later.
   - The credential reaches git only through the environment of the git process, read by a credential helper
-    that C(GIT_CONFIG_COUNT) configures. It is never on a command line, and never in C(.git/config)
+    that C(GIT_CONFIG_COUNT) configures (with O(flavor=datacenter) and O(access_token), as a
+    C(Bearer) C(Authorization) header given the same way). It is never on a command line, and never in C(.git/config)
     unless O(credential_mode=url) asks for that.
   - When C(HEAD) already is O(repositories[].commit) and no tracked file is modified, the module makes no network request at all.
     Otherwise it fetches only the commit, or the ref, with O(repositories[].depth) when given, and checks it out.
@@ -115,8 +116,12 @@ options:
     description:
       - V(git) keeps a git checkout.
       - V(archive) downloads C({url without .git}/get/{commit}.tar.gz) with the credential in the C(Authorization) header only,
-        for hosts without git. It needs O(repositories[].commit). The tree is unpacked beside O(repositories[].dest) and
-        swapped in atomically; a marker file C(.codeferry-archive.json) holding the commit makes it idempotent.
+        for hosts without git. With O(flavor=datacenter) it downloads
+        C(<base>/rest/api/latest/projects/<KEY>/repos/<slug>/archive?at=<commit>&format=tar.gz), derived from the clone URL
+        C(<base>/scm/<key>/<slug>.git) (C(<base>) may have a context path; a URL of another shape fails that repository),
+        with a C(Bearer) C(Authorization) header for O(access_token), and C(Basic) for O(username) and O(password).
+        It needs O(repositories[].commit). The tree is unpacked beside O(repositories[].dest) and swapped in atomically;
+        a marker file C(.codeferry-archive.json) holding the commit makes it idempotent.
         Absolute paths, C(..), links that point outside the tree, and device files in the archive fail the repository.
         Files in an archive checkout are replaced on update; keep local changes elsewhere.
     type: str
@@ -131,6 +136,8 @@ options:
         on the host), builds an incremental git bundle from those to the commit, copies it over the Ansible connection,
         and the module fetches from that file, which is removed afterwards. A host that is at the commit gets nothing.
         A new host gets the whole history, or O(repositories[].depth) commits of it.
+      - The controller's fetch sends the credential with its first request, as an C(Authorization) header (C(Basic), or with
+        O(flavor=datacenter) and O(access_token) C(Bearer)) given to git in its environment only and scoped to the repository's origin.
       - With V(controller) the credential never reaches the host - no store file, no environment variable, no module
         argument - and C(origin) stays the clean URL. O(credential_mode) is ignored (with a warning when it is set to
         V(url) or V(ephemeral)), and a credential an earlier direct run left in a checkout is removed.
@@ -163,13 +170,36 @@ options:
         with it, and git may show it in messages.
       - V(ephemeral) leaves nothing - the token exists on the host only while the module runs. The owner's own
         C(git fetch) then needs credentials of its own.
-      - Switching modes removes what the previous mode left.
+      - With O(flavor=datacenter) and O(access_token), V(store) writes C(.git/codeferry-auth.config) instead (mode C(0600),
+        owned by O(owner), written atomically and never through a link), holding C(http.<scheme://host[:port]/>.extraHeader)
+        with the C(Bearer) C(Authorization) header, and adds C(include.path=codeferry-auth.config) to C(.git/config), which
+        holds no secret. The header goes to that origin only. A new token rewrites the file, reported as
+        RV(repositories[].credential_refreshed).
+      - V(url) with O(flavor=datacenter) and O(access_token) fails the task before any repository is touched - git cannot
+        carry a Bearer token in a URL. Use V(store) or V(ephemeral), or a personal access token as O(username) and O(password).
+      - Switching modes (or flavours) removes what the previous mode left - the store file and its helper, the
+        C(codeferry-auth.config) file and its C(include.path), or the token in the remote URL.
     type: str
     choices: [store, url, ephemeral]
     default: store
+  flavor:
+    description:
+      - Which Bitbucket serves O(repositories[].url). It decides how the credential is sent, and the archive URL of O(method=archive).
+      - V(cloud) - Bitbucket Cloud. O(access_token) goes to git as C(x-token-auth) through the credential helper.
+      - V(datacenter) - Bitbucket Data Center (or Server), with clone URLs C(https://host[/context]/scm/<project>/<repository>.git).
+        O(access_token) (any HTTP access token - personal, project or repository - or an OAuth access token) goes to git as
+        a C(Bearer) C(Authorization) header through C(http.<origin>.extraHeader), set in the environment of the git process only and scoped
+        to the repository's origin, because Data Center accepts project and repository tokens only that way.
+        O(username) and O(password) (a personal access token, or the password) go as C(Basic) through the credential helper, as on Cloud.
+      - The C(checkout) role sets it from C(checkout_api_url).
+    type: str
+    choices: [cloud, datacenter]
+    default: cloud
   access_token:
     description:
       - Access token used as C(x-token-auth) (OAuth access token, or a repository, project or workspace access token).
+      - With O(flavor=datacenter), an HTTP access token (personal, project or repository) or an OAuth access token, sent as
+        a C(Bearer) C(Authorization) header.
       - Mutually exclusive with O(username) and O(password). Without any credential only public repositories can be read.
     type: str
   username:
@@ -177,10 +207,13 @@ options:
       - User for an API token or app password given as O(password).
       - For git, Bitbucket wants the Bitbucket username (or V(x-bitbucket-api-token-auth) with an API token);
         for O(method=archive) with an API token, the Atlassian account e-mail address.
+      - With O(flavor=datacenter), the Data Center user name that owns the personal access token in O(password).
     type: str
   password:
     description:
       - API token or app password for O(username).
+      - With O(flavor=datacenter), a personal access token (or the user's password). Project and repository tokens
+        do not work this way on Data Center; give them as O(access_token).
     type: str
   force:
     description:
@@ -321,6 +354,18 @@ EXAMPLES = r'''
         ref: main
         commit: "{{ api_ref.commit }}"
     access_token: "{{ bitbucket_token.access_token }}"
+    owner: deploy
+  become: true
+  no_log: true
+
+- name: Bitbucket Data Center with a project access token - Bearer, in the git child's environment only
+  codeferry.bitbucket.git_checkout:
+    flavor: datacenter
+    repositories:
+      - url: https://bitbucket.example.internal/scm/ops/deploy.git
+        dest: /srv/checkouts/deploy
+        ref: main
+    access_token: "{{ ops_project_token }}"
     owner: deploy
   become: true
   no_log: true

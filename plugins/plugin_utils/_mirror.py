@@ -7,7 +7,9 @@
 One bare mirror per repository lives under the mirror directory. A lock file beside each mirror
 serialises the forks of a run; a mirror is fetched at most once per ansible-playbook run, and not
 at all when it already holds the pinned commit. The fetch runs through the same GitRunner as on
-hosts, so the token reaches git only through the git child's environment.
+hosts, so the token reaches git only through the git child's environment: an Authorization header
+(Basic, or Bearer for a Data Center token) scoped to the repository's origin, sent with the first
+request.
 
 Hosts get incremental bundles: from the commits they report (their HEAD, remote-tracking refs and
 the last commit this collection checked out) to the pin, built in a throwaway repository that
@@ -29,7 +31,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._git import (
     ArchiveCheckout, CheckoutError, Credential, GitError, GitRunner, RepoSpec, diff_of, new_result, read_text, remove_tree,
     summary)
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import PluginHttp, redact
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import CLOUD, PluginHttp, redact
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import CacheError, lock_exclusive, open_private_directory
 
 DEFAULT_MIRROR_DIR = '~/.cache/codeferry.bitbucket/mirrors'
@@ -198,7 +200,7 @@ class Mirror(object):
         # Protocol v0: the ref advertisement and the pack, two requests for a mirror of every branch and tag.
         args = ['-c', 'protocol.version=0', 'fetch', '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', 'origin']
         args += refspecs or ['+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*', '+HEAD:' + HEAD_REF]
-        rc, dummy, err = self.git.run(args, self.path, network=True, check=False)
+        rc, dummy, err = self.git.run(args, self.path, network=True, check=False, origin=spec.base)
         if rc != 0:
             lowered = err.lower()
             if 'authentication failed' in lowered or 'http 401' in lowered or 'http 403' in lowered:
@@ -253,7 +255,7 @@ class Mirror(object):
         return {'path': path, 'kind': 'bundle', 'bytes': os.path.getsize(path), 'commits': count,
                 'prerequisites': prerequisites, 'shallow': shallow}
 
-    def archive(self, spec, credential, http_factory):
+    def archive(self, spec, credential, http_factory, flavor=CLOUD):
         """The path of the .tar.gz of spec.commit: downloaded once, then kept beside the mirror."""
         directory = self.path[:-len('.git')] + '.archives'
         path = os.path.join(directory, spec.commit + '.tar.gz')
@@ -261,7 +263,7 @@ class Mirror(object):
         with MirrorLock(self.path + '.lock'):
             if os.path.isfile(path) and not os.path.islink(path):
                 return path, False
-            options = {'uid': -1, 'gid': -1, 'check_mode': False, 'transport': 'direct'}
+            options = {'uid': -1, 'gid': -1, 'check_mode': False, 'transport': 'direct', 'flavor': flavor}
             body = ArchiveCheckout(spec, options, credential, http_factory).download()
             fd, tmp = tempfile.mkstemp(prefix='.download-', dir=directory)
             try:
@@ -402,7 +404,8 @@ class ControllerCheckout(object):
         directory = os.path.join(work, 'transfer-%d' % number)
         os.mkdir(directory, 0o700)
         if self.params.get('method') == 'archive':
-            path, downloaded = plan['mirror'].archive(spec, self.credential, self.http_factory)
+            path, downloaded = plan['mirror'].archive(spec, self.credential, self.http_factory,
+                                                      self.params.get('flavor') or CLOUD)
             plan['transfer'] = {'kind': 'archive', 'bytes': os.path.getsize(path), 'downloaded': downloaded}
             return dict(plan['host'], archive=self.send(path, 'archive-%d.tar.gz' % plan['index']))
         entry = self._pinned(plan) if 'pin' not in plan else dict(plan['host'])
