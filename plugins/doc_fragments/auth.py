@@ -12,15 +12,21 @@ class ModuleDocFragment:
 options:
   api_url:
     description:
-      - Base URL of the Bitbucket REST API 2.0.
-      - Change it only for a test double such as the bundled emulator.
+      - Base URL of the Bitbucket REST API, Bitbucket Cloud's REST API 2.0 or the REST API 1.0 of a Bitbucket
+        Data Center instance.
+      - A URL whose path ends in C(/rest/api/1.0) or C(/rest/api/latest), for example
+        V(https://bitbucket.example.com/rest/api/1.0), is a Data Center instance, and the module talks to it as
+        Data Center. Any other URL is Bitbucket Cloud; change it on Cloud only for a test double such as the
+        bundled emulator.
     type: str
     default: https://api.bitbucket.org/2.0
   access_token:
     description:
       - A bearer token, sent in the C(Authorization) header.
-      - An OAuth access token (for example RV(codeferry.bitbucket.oauth_token#module:access_token)),
+      - On Bitbucket Cloud, an OAuth access token (for example RV(codeferry.bitbucket.oauth_token#module:access_token)),
         or a repository, project or workspace access token.
+      - On Bitbucket Data Center, an HTTP access token (personal, project or repository), or an OAuth access token
+        from M(codeferry.bitbucket.oauth_token) with O(codeferry.bitbucket.oauth_token#module:grant_type=refresh_token).
       - Mutually exclusive with O(client_id)/O(client_secret) and O(username)/O(password).
       - If no authentication option is set, the environment variable E(BITBUCKET_ACCESS_TOKEN) is used.
     type: str
@@ -29,12 +35,15 @@ options:
       - User for HTTP Basic authentication together with O(password).
       - With an Atlassian API token this is the Atlassian account e-mail address;
         with an app password it is the Bitbucket username.
+      - On Data Center, the username of the owner of the personal HTTP access token in O(password). Data Center
+        refuses project and repository tokens in Basic authentication; pass those as O(access_token).
       - Mutually exclusive with O(access_token) and O(client_id)/O(client_secret).
       - If not set, the environment variable E(BITBUCKET_USERNAME) is used.
     type: str
   password:
     description:
       - API token or app password for O(username). Not the account password, which Bitbucket refuses.
+      - On Data Center, a personal HTTP access token of O(username).
       - If not set, the environment variable E(BITBUCKET_PASSWORD) is used.
     type: str
 notes:
@@ -48,13 +57,18 @@ notes:
     If the API refuses the token (expired or revoked), the module requests a new one once and retries.
     This happens in check mode too, because minting changes nothing on Bitbucket and the module needs a token
     to read anything.
+  - Bitbucket Data Center has no C(client_credentials) grant, so O(client_id) + O(client_secret) with a Data Center
+    O(api_url) fail at once, before any request. Use an HTTP access token as O(access_token) instead, or an OAuth
+    access token from M(codeferry.bitbucket.oauth_token) with O(codeferry.bitbucket.oauth_token#module:grant_type=refresh_token)
+    after a one-time browser authorization with the C(codeferry.bitbucket.authorize) playbook.
   - When the API refuses a token given as O(access_token) with HTTP 401, the module drops that token from the token
     cache, if it is there, so that the next run of M(codeferry.bitbucket.oauth_token) gets a new one.
   - Set E(BITBUCKET_CLIENT_SECRET), E(BITBUCKET_ACCESS_TOKEN) and E(BITBUCKET_PASSWORD) in the environment of
     C(ansible-playbook), not with the C(environment) keyword of a task or play. Ansible puts those variables on
     the command line that runs the module, where C(ps) and C(-vvv) show them.
   - Requests answered with HTTP 429, 502, 503 or 504, and dropped connections, are retried up to 5 times with
-    exponential backoff (0.5 to 8 seconds, with jitter), honouring C(Retry-After) when the server sends it.
+    exponential backoff (0.5 to 8 seconds, with jitter), honouring C(Retry-After) (at most 60 seconds) when the
+    server sends it, as Data Center does when its rate limiting is on.
 '''
 
     # Client credentials, token endpoint, token cache and connection options: the oauth_token
@@ -64,18 +78,26 @@ options:
   client_id:
     description:
       - Key of the Bitbucket OAuth consumer (Workspace settings, OAuth consumers).
+      - On Data Center, the client ID of the incoming application link (Administration, Application links).
       - If not set, the environment variable E(BITBUCKET_CLIENT_ID) is used.
     type: str
   client_secret:
     description:
-      - Secret of the OAuth consumer. Sent only to O(token_url), with HTTP Basic authentication.
+      - Secret of the OAuth consumer. Sent only to O(token_url), with HTTP Basic authentication on Bitbucket Cloud,
+        and as the C(client_secret) form parameter (with C(client_id)) on Data Center, whose OAuth 2.0 provider
+        reads no other client authentication.
+      - On Data Center, the client secret of the incoming application link.
       - If not set, the environment variable E(BITBUCKET_CLIENT_SECRET) is used.
     type: str
   token_url:
     description:
       - OAuth 2.0 token endpoint.
+      - If not set, Bitbucket Cloud's V(https://bitbucket.org/site/oauth2/access_token); or, when O(api_url) is a
+        Data Center REST API root (C(https://HOST/CONTEXT/rest/api/1.0)), the token endpoint of that instance,
+        C(https://HOST/CONTEXT/rest/oauth2/latest/token).
+      - A URL whose path ends in C(/rest/oauth2/latest/token) or C(/rest/oauth2/1.0/token) is a Data Center token
+        endpoint, whatever O(api_url) says; any other URL is treated as Bitbucket Cloud's.
     type: str
-    default: https://bitbucket.org/site/oauth2/access_token
   cache:
     description:
       - Keep access tokens in the token cache, so that tasks, hosts and forks of a run share one token
@@ -90,7 +112,7 @@ options:
         directory such as C(/tmp), or one that others can read, is refused, never C(chmod)-ed.
         No component of the path may be a symbolic link, and every parent must belong to that user or root and
         not be writable by others (a sticky directory such as C(/tmp) may be a parent).
-      - Each OAuth consumer (O(token_url) and O(client_id)) has one file for its own token and one per user cache
+      - Each OAuth consumer or application link (O(token_url) and O(client_id)) has one file for its own token and one per user cache
         entry (see O(codeferry.bitbucket.oauth_token#module:cache_entry)), mode C(0600), named after a SHA-256 hash.
         The secret is never part of the name or the file.
       - If not set, the environment variable E(BITBUCKET_TOKEN_CACHE_DIR) is used,
@@ -135,11 +157,16 @@ options:
   grant_type:
     description:
       - How to get a token when the cache has none with O(min_ttl) seconds left.
-      - V(client_credentials) acts as the OAuth consumer itself.
+      - V(client_credentials) acts as the OAuth consumer itself. Bitbucket Cloud only.
+        Bitbucket Data Center has no such grant, so against Data Center it fails at once, before any request,
+        with a message that says what to use instead (an HTTP access token, or the authorization code flow).
       - V(refresh_token) gets a token acting as the user who authorized the consumer, from the refresh token in the
         cache entry O(cache_entry) (saved by the C(codeferry.bitbucket.authorize) playbook), or from O(refresh_token).
       - V(authorization_code) exchanges O(code) from the browser authorization step. A code is always exchanged,
         even when the cache holds a valid token, because it asks for a new grant; later runs use V(refresh_token).
+      - On Data Center, V(authorization_code) (with PKCE, see O(code_verifier)) and V(refresh_token) work as on Cloud;
+        Data Center rotates refresh tokens on every use, and the newest one is saved in the cache entry before the
+        task returns.
       - The consumer's token and users' tokens are cached apart and never stand in for each other.
     type: str
     choices: [client_credentials, refresh_token, authorization_code]
@@ -153,9 +180,19 @@ options:
     description:
       - Authorization code for O(grant_type=authorization_code). Codes are single-use and short-lived.
     type: str
+  code_verifier:
+    description:
+      - PKCE (RFC 7636) code verifier for O(grant_type=authorization_code), the secret whose C(code_challenge) went
+        into the authorization request that gave O(code). Sent with O(code) only when set.
+      - 43 to 128 characters of C(A-Z), C(a-z), C(0-9) and C(-._~). The C(codeferry.bitbucket.authorize) playbook
+        generates one for every Data Center authorization and sends its C(S256) challenge
+        (P(codeferry.bitbucket.pkce_challenge#filter)).
+      - Not allowed with other grants.
+    type: str
   redirect_uri:
     description:
-      - Redirect URI sent with O(code) when the authorization request used one.
+      - Redirect URI sent with O(code) when the authorization request used one. Data Center requires it when the
+        authorization request had one, and it must be the same.
     type: str
   cache_entry:
     description:
@@ -168,7 +205,8 @@ options:
   min_ttl:
     description:
       - Minimum number of seconds a cached token must still be valid to be returned.
-      - From V(0) to V(86399). Bitbucket tokens live 7200 seconds, so V(7200) or more renews the token on every run or call.
+      - From V(0) to V(86399). Bitbucket Cloud tokens live 7200 seconds and Data Center's typically 3600,
+        so a value at least that large renews the token on every run or call.
     type: int
     default: 300
   force:
@@ -185,7 +223,11 @@ options:
 options:
   api_url:
     description:
-      - Not used to get a token; accepted for C(module_defaults) of the action group.
+      - Used only when O(token_url) is not set, to find the token endpoint. A Bitbucket Data Center REST API root
+        (C(https://HOST/CONTEXT/rest/api/1.0) or C(/rest/api/latest)) makes the token endpoint
+        C(https://HOST/CONTEXT/rest/oauth2/latest/token); any other value leaves it at Bitbucket Cloud's.
+      - Accepted for C(module_defaults) of the action group too, so a Data Center O(api_url) set there serves
+        this module as well.
     type: str
     default: https://api.bitbucket.org/2.0
   access_token:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 name: oauth_token
-short_description: Get a Bitbucket Cloud OAuth 2.0 access token on the controller
+short_description: Get a Bitbucket OAuth 2.0 access token (Cloud or Data Center) on the controller
 version_added: 1.0.0
 description:
   - Returns an access token for a Bitbucket OAuth consumer, as M(codeferry.bitbucket.oauth_token) does,
     sharing its token cache and lock. A cached token with at least O(min_ttl) seconds left is returned without
     any request; otherwise one token is requested, however many hosts, forks and templates ask at once.
   - Takes no terms. Options are given as keyword arguments or come from the environment.
+  - On Bitbucket Data Center (O(api_url) a Data Center REST API root, or O(token_url) its token endpoint), use
+    O(grant_type=refresh_token) after a one-time authorization with the C(codeferry.bitbucket.authorize) playbook.
+    Data Center has no C(client_credentials) grant; asking for one fails at once, before any request.
   - Lookups are evaluated lazily, every time the value is used; the cache keeps that cheap, but prefer
     C(set_fact) or task variables to evaluate it once.
 author:
@@ -21,6 +24,13 @@ extends_documentation_fragment:
   - codeferry.bitbucket.auth.oauth
   - codeferry.bitbucket.auth.oauth_plugins
   - codeferry.bitbucket.auth.grant
+options:
+  api_url:
+    description:
+      - Used only when O(token_url) is not set, to find the token endpoint. A Bitbucket Data Center REST API root
+        (C(https://HOST/CONTEXT/rest/api/1.0) or C(/rest/api/latest)) makes the token endpoint
+        C(https://HOST/CONTEXT/rest/oauth2/latest/token); if not set, or any other value, it is Bitbucket Cloud's.
+    type: str
 notes:
   - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
   - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.
@@ -46,6 +56,12 @@ EXAMPLES = r'''
   ansible.builtin.set_fact:
     bitbucket_token: "{{ lookup('codeferry.bitbucket.oauth_token') }}"
   no_log: true
+
+- name: Bitbucket Data Center, after the codeferry.bitbucket.authorize playbook (refresh tokens rotate through the cache)
+  ansible.builtin.set_fact:
+    bitbucket_token: "{{ lookup('codeferry.bitbucket.oauth_token', grant_type='refresh_token',
+                        api_url='https://bitbucket.example.com/rest/api/1.0') }}"
+  no_log: true
 '''
 
 RETURN = r'''
@@ -65,7 +81,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import P
 
 display = Display()
 
-_SECRETS = ('client_secret', 'refresh_token', 'code')
+_SECRETS = ('client_secret', 'refresh_token', 'code', 'code_verifier')
 
 
 class LookupModule(LookupBase):

@@ -18,7 +18,6 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
     CONSUMER,
-    DEFAULT_TOKEN_URL,
     GRANT_TYPES,
     TokenCache,
     TokenEndpoint,
@@ -26,6 +25,8 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import 
     forget_rejected_token,
     get_token,
     principal_for,
+    refuse_client_credentials,
+    token_endpoint,
 )
 
 DEFAULT_API_URL = 'https://api.bitbucket.org/2.0'
@@ -40,7 +41,7 @@ ENV_VARS = {
     'username': 'BITBUCKET_USERNAME',
     'password': 'BITBUCKET_PASSWORD',
 }
-SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code')
+SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code', 'code_verifier')
 
 # Credential groups in order of precedence when only environment variables are set.
 _GROUPS = (
@@ -66,7 +67,8 @@ def group_argument_spec():
     """The options every module of the action group accepts, so that module_defaults can set them once."""
     spec = dict(
         api_url=dict(type='str', default=DEFAULT_API_URL),
-        token_url=dict(type='str', default=DEFAULT_TOKEN_URL, no_log=False),
+        # None: Bitbucket Cloud's, or on Data Center derived from api_url (see _oauth.token_endpoint()).
+        token_url=dict(type='str', no_log=False),
         client_id=dict(type='str', no_log=False),
         client_secret=dict(type='str', no_log=True),
         access_token=dict(type='str', no_log=True),
@@ -92,6 +94,7 @@ def token_argument_spec():
         grant_type=dict(type='str', default='client_credentials', choices=list(GRANT_TYPES)),
         refresh_token=dict(type='str', no_log=True),
         code=dict(type='str', no_log=True),
+        code_verifier=dict(type='str', no_log=True),
         redirect_uri=dict(type='str'),
         cache_entry=dict(type='str'),
         min_ttl=dict(type='int', default=300),
@@ -304,11 +307,13 @@ def request_token(params, http, credentials):
     credentials: the client_id/client_secret values from resolve_credentials(), which the front
     ends call first so that they know the secrets to hide before anything can fail.
     """
+    token_url, flavor = token_endpoint(params.get('token_url'), params.get('api_url'))
     principal = principal_for(params['grant_type'], params.get('cache_entry'))
-    endpoint = TokenEndpoint(http, params['token_url'], credentials['client_id'], credentials['client_secret'])
+    endpoint = TokenEndpoint(http, token_url, credentials['client_id'], credentials['client_secret'], flavor=flavor)
     return get_token(endpoint, token_cache(params, endpoint.token_url, credentials['client_id'], principal),
                      min_ttl=params['min_ttl'], grant_type=params['grant_type'], refresh_token=params['refresh_token'],
-                     code=params['code'], redirect_uri=params['redirect_uri'], force=params.get('force', False))
+                     code=params['code'], redirect_uri=params['redirect_uri'], force=params.get('force', False),
+                     code_verifier=params.get('code_verifier'))
 
 
 def build_auth(params, http, environ=None, retry=None):
@@ -318,8 +323,11 @@ def build_auth(params, http, environ=None, retry=None):
     """
     name, values, from_env = resolve_credentials(params, environ)
     if name == ClientCredentialsAuth.name:
-        token_url = validate_url('token_url', params.get('token_url') or DEFAULT_TOKEN_URL)
-        endpoint = TokenEndpoint(http, token_url, values['client_id'], values['client_secret'], retry=retry)
+        token_url, flavor = token_endpoint(params.get('token_url'), params.get('api_url'))
+        token_url = validate_url('token_url', token_url)
+        # Data Center has no client_credentials grant: say so now rather than after a refused request.
+        refuse_client_credentials(flavor, token_url)
+        endpoint = TokenEndpoint(http, token_url, values['client_id'], values['client_secret'], retry=retry, flavor=flavor)
         return ClientCredentialsAuth(endpoint, token_cache(params, token_url, values['client_id'], environ=environ)), from_env
     if name == AccessTokenAuth.name:
         return AccessTokenAuth(values['access_token'], cache_directory(params, environ)), from_env

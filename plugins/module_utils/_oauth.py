@@ -23,7 +23,7 @@ import re
 import stat
 import time
 
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import error_message
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import (
@@ -33,7 +33,11 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import
     ValidationError,
 )
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
+    CLOUD,
+    DATACENTER,
     RetryPolicy,
+    api_flavor,
+    datacenter_base,
     decode_body,
     gave_up_note,
     has_control_chars,
@@ -44,6 +48,11 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import (
 )
 
 DEFAULT_TOKEN_URL = 'https://bitbucket.org/site/oauth2/access_token'
+# Data Center's OAuth 2.0 provider (incoming application links), below the base URL of the instance.
+DATACENTER_TOKEN_PATH = '/rest/oauth2/latest/token'
+_DATACENTER_TOKEN_RE = re.compile(r'/rest/oauth2/(?:latest|1\.0)/token/*$')
+# RFC 7636: 43 to 128 characters of the unreserved set.
+_CODE_VERIFIER_RE = re.compile(r'^[A-Za-z0-9._~-]{43,128}$')
 DEFAULT_CACHE_DIR = '~/.cache/codeferry.bitbucket/tokens'
 CACHE_DIR_ENV = 'BITBUCKET_TOKEN_CACHE_DIR'
 GRANT_TYPES = ('client_credentials', 'refresh_token', 'authorization_code')
@@ -69,6 +78,52 @@ _ENTRY_NAME_RE = re.compile(r'^[A-Za-z0-9_.@+-]{1,64}$')
 _CACHE_FILE_RE = re.compile(r'^[0-9a-f]{64}\.json$')
 _CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+
+
+def token_endpoint(token_url=None, api_url=None):
+    """(token URL, flavour) of the token endpoint the options name: the one place that decides.
+
+    The endpoint is Data Center's when token_url's path is its OAuth 2.0 token path, or when
+    token_url is not set and api_url is a Data Center REST root; token_url then defaults to
+    <base>/rest/oauth2/latest/token. Otherwise it is Bitbucket Cloud's, by default its public URL.
+    """
+    if token_url:
+        try:
+            path = urlsplit(token_url.strip()).path if isinstance(token_url, str) else ''
+        except ValueError:
+            path = ''  # validate_url() gives the clear error later
+        return token_url, DATACENTER if _DATACENTER_TOKEN_RE.search(path) else CLOUD
+    if api_flavor(api_url) == DATACENTER:
+        return datacenter_base(api_url) + DATACENTER_TOKEN_PATH, DATACENTER
+    return DEFAULT_TOKEN_URL, CLOUD
+
+
+DATACENTER_CREDENTIAL_ADVICE = (
+    'use an HTTP access token instead (a personal, project or repository token) as access_token or in '
+    'BITBUCKET_ACCESS_TOKEN; or authorize once in a browser with the codeferry.bitbucket.authorize playbook '
+    'and then get tokens with codeferry.bitbucket.oauth_token and grant_type refresh_token')
+
+
+def refuse_client_credentials(flavor, token_url):
+    """Fail before any request when the client_credentials grant goes to Data Center, which would only refuse it."""
+    if flavor == DATACENTER:
+        raise ValidationError('Bitbucket Data Center has no client_credentials grant (its OAuth 2.0 provider offers '
+                              'only the authorization code flow), so no token was requested from %s: %s'
+                              % (safe_url(token_url), DATACENTER_CREDENTIAL_ADVICE))
+
+
+def validate_code_verifier(value):
+    """The PKCE code_verifier as RFC 7636 defines it; the message never quotes it."""
+    if not isinstance(value, str) or not _CODE_VERIFIER_RE.match(value):
+        if not isinstance(value, str):
+            what = 'a %s' % type(value).__name__
+        elif 43 <= len(value) <= 128:
+            what = 'a character outside that set'
+        else:
+            what = '%d characters' % len(value)
+        raise ValidationError('code_verifier must be 43 to 128 characters of A-Z, a-z, 0-9 and -._~ (RFC 7636), '
+                              'got %s' % what)
+    return value
 
 
 def validate_min_ttl(value):
@@ -552,14 +607,22 @@ def forget_rejected_token(directory, access_token):
 
 
 class TokenEndpoint(object):
-    """POSTs grants to the token URL with HTTP Basic client authentication."""
+    """POSTs grants to the token URL, authenticating the client as the endpoint's flavour expects.
 
-    def __init__(self, http, token_url, client_id, client_secret, retry=None):
+    Bitbucket Cloud: HTTP Basic client_id:client_secret. Data Center: client_id and client_secret
+    as form parameters (its provider does not read Basic), and no client_credentials grant.
+    """
+
+    def __init__(self, http, token_url, client_id, client_secret, retry=None, flavor=None):
         self.http = http
         self.token_url = validate_url('token_url', token_url)
+        self.flavor = flavor or token_endpoint(self.token_url)[1]
         if not client_id:
             raise ValidationError('client_id is required to request a token')
         if not client_secret:
+            if self.flavor == DATACENTER:
+                raise ValidationError('client_secret is required to request a token (Bitbucket Data Center '
+                                      'authenticates the application link with client_id and client_secret)')
             raise ValidationError('client_secret is required to request a token (Bitbucket authenticates the '
                                   'consumer with HTTP Basic client_id:client_secret)')
         self.client_id = client_id
@@ -573,7 +636,7 @@ class TokenEndpoint(object):
         return 'Basic ' + base64.b64encode(raw).decode('ascii')
 
     def secrets(self):
-        """The client secret, raw and in its Basic form, for redaction."""
+        """The client secret, raw and in its Basic form, for redaction (redact() adds its form encodings)."""
         return [self._client_secret, self._basic().partition(' ')[2]]
 
     def _secrets(self, fields):
@@ -591,14 +654,20 @@ class TokenEndpoint(object):
 
     def grant(self, grant_type, now=None, **fields):
         """Request a token; returns a Token or raises TokenRequestError / TransportError."""
+        if grant_type == 'client_credentials':
+            refuse_client_credentials(self.flavor, self.token_url)
         form = [('grant_type', grant_type)]
         form.extend((key, value) for key, value in sorted(fields.items()) if value is not None)
-        data = urlencode(form)
-        headers = {
-            'Authorization': self._basic(),
+        if self.flavor == DATACENTER:
+            form.extend((('client_id', self.client_id), ('client_secret', self._client_secret)))
+            headers = {}
+        else:
+            headers = {'Authorization': self._basic()}
+        headers.update({
             'Content-Type': 'application/x-www-form-urlencoded',
             'Accept': 'application/json',
-        }
+        })
+        data = urlencode(form)
         issued_at = time.time() if now is None else now
 
         def send():
@@ -643,6 +712,11 @@ class TokenEndpoint(object):
             message += '; check client_id and client_secret'
         elif error == 'invalid_grant' and grant_type == 'authorization_code':
             message += '; authorization codes are single-use and short-lived, get a new one'
+            if self.flavor == DATACENTER:
+                message += ', and send the code_verifier of the authorization that gave the code if it used PKCE'
+        elif error == 'unsupported_grant_type' and grant_type == 'client_credentials':
+            # A Data Center whose token URL token_endpoint() did not recognise.
+            message += '; if this is Bitbucket Data Center, it has no client_credentials grant: ' + DATACENTER_CREDENTIAL_ADVICE
         return TokenRequestError(message, error=error, description=description, status=status,
                                  url=safe_url(self.token_url))
 
@@ -658,17 +732,26 @@ class TokenResult(object):
 
 
 def get_token(endpoint, cache=None, min_ttl=300, grant_type='client_credentials', refresh_token=None, code=None,
-              redirect_uri=None, force=False, reject=None, now=None):
+              redirect_uri=None, force=False, reject=None, now=None, code_verifier=None):
     """Return a TokenResult: a cached token with at least min_ttl seconds left, or a new one.
 
     endpoint: TokenEndpoint. cache: TokenCache for the grant's principal, or None (no caching).
     force: mint even if the cache has a good token. reject: an access token the API refused, so
     a cached token equal to it is not reused, but a different one (minted by another process
     meanwhile) is. An authorization code is always exchanged: it asks for a new grant.
-    Minting changes nothing on Bitbucket, so it happens in check mode too.
+    Minting changes nothing on Bitbucket, so it happens in check mode too. code_verifier: the
+    PKCE verifier of the authorization that gave code, sent with it only when given.
     """
     if grant_type not in GRANT_TYPES:
         raise ValidationError('grant_type must be one of %s, got %r' % (', '.join(GRANT_TYPES), grant_type))
+    if grant_type == 'client_credentials':
+        # Before the cache too: Data Center never issued such a token, and the request would only be refused.
+        refuse_client_credentials(endpoint.flavor, endpoint.token_url)
+    if code_verifier:
+        if grant_type != 'authorization_code':
+            raise ValidationError('code_verifier goes with grant_type=authorization_code and the code of the same '
+                                  'authorization, not with grant_type=%s' % grant_type)
+        validate_code_verifier(code_verifier)
     if grant_type == 'refresh_token' and not refresh_token and cache is None:
         raise ValidationError('grant_type=refresh_token needs refresh_token when cache is false')
     if grant_type == 'authorization_code' and not code:
@@ -682,7 +765,8 @@ def get_token(endpoint, cache=None, min_ttl=300, grant_type='client_credentials'
                 and endpoint.minted_with_this_secret(token) and token.ttl(clock()) >= min_ttl)
 
     if cache is None:
-        return _minted(_mint(endpoint, None, grant_type, refresh_token, code, redirect_uri, clock), [], min_ttl, clock)
+        return _minted(_mint(endpoint, None, grant_type, refresh_token, code, redirect_uri, clock,
+                             code_verifier=code_verifier), [], min_ttl, clock)
     # A result reports the warnings of its own call: one cache may serve several (a renewal after a 401).
     cache.warnings = []
     try:
@@ -696,7 +780,8 @@ def get_token(endpoint, cache=None, min_ttl=300, grant_type='client_credentials'
             cached = cache.read(warn=True)
             if usable(cached):
                 return TokenResult(cached, from_cache=True, warnings=cache.warnings)
-            token = _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, cache.principal)
+            token = _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, cache.principal,
+                          code_verifier)
             if grant_type == 'authorization_code' and cached is not None and cached.refresh_token:
                 cache.warnings.append("the new authorization replaced the refresh token of cache entry '%s'; give each "
                                       "user a cache_entry of their own to keep several" % cache.principal.partition(':')[2])
@@ -714,14 +799,15 @@ def _minted(token, warnings, min_ttl, clock):
     return TokenResult(token, changed=True, warnings=warnings)
 
 
-def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, principal=None):
+def _mint(endpoint, cached, grant_type, refresh_token, code, redirect_uri, clock, principal=None, code_verifier=None):
     """Exchange the code; else try refresh tokens (the cached one is the newest if they rotate), then the grant.
 
     A rejected refresh token falls back to a new client_credentials token for client_credentials;
     for refresh_token it is the error, since the consumer's token would act as someone else.
     """
     if grant_type == 'authorization_code':
-        return endpoint.grant('authorization_code', now=clock(), code=code, redirect_uri=redirect_uri)
+        return endpoint.grant('authorization_code', now=clock(), code=code, redirect_uri=redirect_uri,
+                              code_verifier=code_verifier or None)
     candidates = []
     if cached is not None and cached.refresh_token:
         candidates.append(cached.refresh_token)

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: oauth_token
-short_description: Get a Bitbucket Cloud OAuth 2.0 access token, cached and shared across a run
+short_description: Get a Bitbucket OAuth 2.0 access token (Cloud or Data Center), cached and shared across a run
 version_added: 1.0.0
 description:
   - Requests an access token from the Bitbucket token endpoint with the C(client_credentials),
-    C(refresh_token) or C(authorization_code) grant, authenticating the OAuth consumer with HTTP Basic.
+    C(refresh_token) or C(authorization_code) grant. On Bitbucket Cloud it authenticates the OAuth consumer
+    with HTTP Basic.
+  - "On Bitbucket Data Center (O(api_url) a Data Center REST API root, or O(token_url) its token endpoint) it talks
+    to the OAuth 2.0 provider of an incoming application link: client authentication by C(client_id) and
+    C(client_secret) form parameters, the grants C(authorization_code) (with PKCE, O(code_verifier)) and
+    C(refresh_token), which rotates. Data Center has no C(client_credentials) grant: asking for it fails at once,
+    before any request, with a message that says what to use instead (an HTTP access token, or the authorization
+    code flow of the C(codeferry.bitbucket.authorize) playbook)."
   - Tokens are kept in a file cache (see O(cache_dir)). A cached token with at least O(min_ttl) seconds left
     is returned without any request and with C(changed=false), so running the task twice requests one token,
     not two. Concurrent runs and forks are serialised by a lock, so they also request only one.
@@ -53,6 +60,9 @@ seealso:
   - name: Bitbucket Cloud OAuth 2.0
     description: How OAuth consumers and grants work on Bitbucket Cloud.
     link: https://developer.atlassian.com/cloud/bitbucket/oauth-2/
+  - name: Bitbucket Data Center OAuth 2.0 provider API
+    description: The incoming application link's endpoints, grants and scopes on Bitbucket Data Center.
+    link: https://confluence.atlassian.com/bitbucketserver089/bitbucket-oauth-2-0-provider-api-1236436692.html
 '''
 
 EXAMPLES = r'''
@@ -93,6 +103,17 @@ EXAMPLES = r'''
   run_once: true
   no_log: true
   register: bitbucket_token
+
+- name: Bitbucket Data Center, after the codeferry.bitbucket.authorize playbook; the rotated refresh token is cached
+  codeferry.bitbucket.oauth_token:
+    grant_type: refresh_token
+    api_url: https://bitbucket.example.com/rest/api/1.0
+    client_id: "{{ bitbucket_client_id }}"
+    client_secret: "{{ bitbucket_client_secret }}"
+  delegate_to: localhost
+  run_once: true
+  no_log: true
+  register: user_token
 
 - name: Share connection and credential options with every module of the collection
   module_defaults:
@@ -138,7 +159,7 @@ expires_at:
   type: str
   sample: "2026-11-25T13:31:19Z"
 scopes:
-  description: Scopes granted to the token.
+  description: Scopes granted to the token (Data Center, for example, V(REPO_READ)).
   returned: success
   type: list
   elements: str
@@ -146,7 +167,8 @@ scopes:
 refresh_token:
   description:
     - Refresh token that goes with the access token. Secret.
-    - Bitbucket rotates refresh tokens on use since 2026-05; the newest one is also in the cache.
+    - Bitbucket Cloud rotates refresh tokens on use since 2026-05, Data Center always; the newest one is also in
+      the cache.
   returned: when the token has one
   type: str
   sample: "<secret>"
@@ -189,7 +211,7 @@ def obtain(runner):
     # access_token and password (set for the whole action group by module_defaults) are not used here. Ansible
     # masks every occurrence of a no_log value, so a short one would be masked inside the returned token and
     # break it: show those options as masked by hand and stop masking their values.
-    used = set(params[name] for name in ('client_secret', 'refresh_token', 'code') if params.get(name))
+    used = set(params[name] for name in ('client_secret', 'refresh_token', 'code', 'code_verifier') if params.get(name))
     for name in ('access_token', 'password'):
         if params.get(name):
             if params[name] not in used:

@@ -29,7 +29,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._repos import 
 
 from bitbucket_fakes import CLIENT_ID, SECRET, FakeHttp, NoSleep, reply
 
-SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code')
+SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code', 'code_verifier')
 TOKEN_URL = 'https://bitbucket.example/site/oauth2/access_token'
 API = 'https://api.example/2.0'
 

@@ -733,6 +733,7 @@ class CountingEndpoint(object):
         self.counter = counter
         self.token_url = TOKEN_URL
         self.client_id = CLIENT_ID
+        self.flavor = 'cloud'
 
     def minted_with_this_secret(self, token):
         return token.secret_check == SECRET_CHECK
