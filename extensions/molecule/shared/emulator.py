@@ -1,6 +1,6 @@
 """Start and stop the Bitbucket emulator for a molecule scenario.
 
-    emulator.py start --state-dir DIR [--data FILE]    prints the emulator's info JSON
+    emulator.py start --state-dir DIR [--data FILE] [--flavor cloud|datacenter]    prints the emulator's info JSON
     emulator.py stop --state-dir DIR
 
 `start` runs `python -m bitbucket_emulator serve` on 127.0.0.1 (any free port) in the background,
@@ -45,7 +45,7 @@ def _is_our_emulator(pid, state_dir):
     return b"bitbucket_emulator" in argv and os.fsencode(state_dir) in argv
 
 
-def start(state_dir, data):
+def start(state_dir, data, flavor="cloud"):
     state = _read_state(state_dir)
     if state and _is_our_emulator(state["pid"], state_dir):
         print(json.dumps(dict(state["info"], started=False)))
@@ -57,7 +57,7 @@ def start(state_dir, data):
     stdout_path = os.path.join(state_dir, "stdout.log")
     stderr_path = os.path.join(state_dir, "stderr.log")
     argv = [sys.executable, "-m", "bitbucket_emulator", "serve", "--state-dir", state_dir,
-            "--host", "127.0.0.1", "--port", "0"]
+            "--host", "127.0.0.1", "--port", "0", "--flavor", flavor]
     if data:
         argv += ["--data", os.path.abspath(data)]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
@@ -110,10 +110,11 @@ def main(argv=None):
     parser.add_argument("action", choices=("start", "stop"))
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--data")
+    parser.add_argument("--flavor", choices=("cloud", "datacenter"), default="cloud")
     args = parser.parse_args(argv)
     state_dir = os.path.abspath(args.state_dir)
     if args.action == "start":
-        return start(state_dir, args.data)
+        return start(state_dir, args.data, args.flavor)
     return stop(state_dir)
 
 

@@ -6,7 +6,8 @@ Runs on the host (ansible.builtin.script). For each DEST it prints: whether it e
 group and mode, the paths below it not owned by OWNER (first 20), and for a git checkout HEAD,
 the origin URL (user information replaced by "***", so no token reaches the Ansible log), whether
 the URL had any and its user name, `git status --porcelain`, backup refs, the credential helpers of the local config
-with the mode and owner of each store file they name, and the archive marker file when there is one.
+with the mode and owner of each store file they name, the files its include.path entries name (Data Center's
+header file), and the archive marker file when there is one.
 git runs as /usr/bin/git (not the recording wrapper) with safe.directory=* so that root may look,
 and changes nothing.
 """
@@ -101,6 +102,9 @@ def inspect(owner, dest):
     helpers = git(dest, "config", "--local", "--get-regexp", r"^credential\..*helper$") or ""
     result["credential_helpers"] = [line.partition(" ")[2] for line in helpers.splitlines()]
     result["store_files"] = [describe_file(path) for path in store_files(result["credential_helpers"])]
+    # Data Center's Bearer header is kept in a file that the local config includes (relative to .git).
+    includes = git(dest, "config", "--local", "--get-all", "include.path") or ""
+    result["include_files"] = [describe_file(os.path.join(dest, ".git", path)) for path in includes.splitlines()]
     result["git_dir_inode"] = os.stat(os.path.join(dest, ".git")).st_ino
     result["config"] = describe_file(os.path.join(dest, ".git", "config"))
     return result

@@ -27,6 +27,7 @@ import urllib.request
 import yaml
 
 ARGV_LOG = "/var/log/git-argv.log"
+SECRET_KEYS = {"token", "secret", "password", "client_secret"}
 SKIP_TOP_DIRS = {"proc", "sys", "dev"}
 PODMAN = os.environ.get("MOLECULE_PODMAN_EXECUTABLE") or "podman"
 
@@ -60,6 +61,24 @@ def data_secrets(path):
     for workspace in data.get("workspaces", []):
         for index, item in enumerate(workspace.get("access_tokens", [])):
             found.append(("access token %d of workspace %s" % (index, workspace["slug"]), item["token"], "x-token-auth"))
+    # Any other secret-named value (the Data Center data file's HTTP access tokens and OAuth applications),
+    # with the user name of the user entry it belongs to for the Basic form.
+    known = {secret for _label, secret, _user in found}
+
+    def walk(node, where, user):
+        if isinstance(node, dict):
+            user = node.get("username", user)
+            for key, value in node.items():
+                if key in SECRET_KEYS and isinstance(value, str) and value not in known:
+                    known.add(value)
+                    found.append(("%s of %s" % (key, where), value, user))
+                else:
+                    walk(value, "%s/%s" % (where, node.get("slug") or node.get("key") or node.get("username") or key), user)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, "%s[%d]" % (where, index), user)
+
+    walk(data, os.path.basename(path), None)
     return found
 
 
@@ -86,7 +105,8 @@ def podman(host, *argv, stdin=None):
 
 
 def store_files(host, dests):
-    """Files that the checkouts' credential.*.helper entries name as credential stores.
+    """Files that the checkouts' credential.*.helper entries name as credential stores, and the files their
+    include.path entries name (where a Data Center Bearer header is kept).
 
     The checkouts are read with inspect_checkouts.py, run inside the host, as verify does.
     """
@@ -98,7 +118,8 @@ def store_files(host, dests):
     if result.returncode != 0:
         raise SetupError("%s: cannot inspect the checkouts: %s" % (host, result.stderr.decode(errors="replace").strip()))
     checkouts = json.loads(result.stdout)
-    return {store["path"] for checkout in checkouts.values() for store in checkout.get("store_files", [])}
+    return {store["path"] for checkout in checkouts.values()
+            for store in checkout.get("store_files", []) + checkout.get("include_files", [])}
 
 
 def check_host(host, found, allowed, dests, expect_git):
