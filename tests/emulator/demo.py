@@ -4,8 +4,10 @@ It starts the Bitbucket emulator with the bundled data, writes an inventory of t
 "hosts" (localhost entries with separate checkout roots, so no containers are needed) and runs
 playbooks/demo.yml: a cold run, then a warm one that changes nothing; then the same pair with
 checkout_transport=controller onto three more hosts, where the controller fetches each repository
-once into a mirror and sends the hosts bundles. Then it prints a table of host, repository,
-commit and mode, and the emulator's request counters for each run.
+once into a mirror and sends the hosts bundles; then a cold and a warm run against the emulator's
+Bitbucket Data Center flavour onto three more hosts, with a project HTTP access token (a Bearer
+header for git). Then it prints a table of host, repository, commit and mode, and the emulator's
+request counters for each run.
 Secrets are never printed.
 """
 
@@ -21,6 +23,8 @@ from bitbucket_emulator.testing import Emulator
 
 CLIENT_ID = 'demoKey1234567890ab'
 CLIENT_SECRET = 'demoSecret+With/Odd=Chars0123456789'
+# The bundled Data Center data's project token of OPS (tests/emulator/bitbucket_emulator/data/datacenter.yml).
+DC_PROJECT_TOKEN = 'dc-project-ops-read-0123456789abcdefg'
 HOSTS = ('web1', 'web2', 'web3')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.path.dirname(sys.executable)
@@ -75,7 +79,7 @@ def play(work, emu, inventory, extra_vars):
     if proc.returncode != 0:
         raise SystemExit('the demo playbook failed (exit code %d)' % proc.returncode)
     stats = emu.stats()
-    secrets = stats['tokens'] + [CLIENT_SECRET]
+    secrets = stats['tokens'] + [CLIENT_SECRET, DC_PROJECT_TOKEN]
     if any(secret in proc.stdout + proc.stderr for secret in secrets):
         raise SystemExit('a token or the client secret appeared in the output')
     changed = sum(int(match.group(3)) for match in RECAP.finditer(proc.stdout))
@@ -127,10 +131,27 @@ def main():
                  'bundles over the connection, no token on the hosts)' % label)
             counters.append((label,) + play(work, emu, other_hosts, controller_vars))
 
+        with Emulator(flavor='datacenter', state_dir=os.path.join(work, 'emulator-datacenter')) as dc:
+            step('Bitbucket Data Center emulator running (bundled data) at %s' % dc.info['base_url'])
+            dc_vars = os.path.join(work, 'datacenter-vars.json')
+            with open(dc_vars, 'w', encoding='utf-8') as handle:
+                # The play's Cloud selection and consumer are replaced: Data Center selects by project
+                # and has no client credentials grant. git and token URLs follow from the API URL.
+                json.dump({'checkout_api_url': dc.api_url, 'checkout_ca_path': dc.ca_file,
+                           'checkout_repositories': [{'repository': 'OPS/deploy'}, {'repository': 'OPS/config'}],
+                           'checkout_query': '', 'checkout_client_id': '', 'checkout_client_secret': '',
+                           'checkout_access_token': DC_PROJECT_TOKEN}, handle, indent=2)
+            dc_hosts = write_inventory(work, 'datacenter-hosts')
+            for label in ('Data Center, cold', 'Data Center, warm'):
+                step('%s (project token OPS, sent to git as a Bearer header from the environment only)' % label)
+                counters.append((label,) + play(work, dc, dc_hosts, dc_vars))
+
         step('Checkouts on the three hosts (one commit per repository, the same on every host)')
         table(work)
         step('Checkouts made with the controller transport')
         table(work, 'controller-hosts')
+        step('Checkouts from Bitbucket Data Center')
+        table(work, 'datacenter-hosts')
         step('Emulator request counters per run')
         for label, changed, requests in counters:
             print('  %-36s changed=%-3d token=%d api=%d git=%d'
