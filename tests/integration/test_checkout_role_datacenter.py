@@ -107,13 +107,14 @@ def test_personal_token_as_username_and_password_ephemeral_leaves_nothing(dc, pl
 
 
 def test_a_repository_token_reads_its_repository_only(dc, playbook, tmp_path, assert_no_secrets):
-    run = run_role(playbook, tmp_path, dc_vars(dc, tmp_path, checkout_workspace='', checkout_access_token=REPOSITORY,
-                                              checkout_repositories=[{'repository': 'FLEET/lib'}]))
+    variables = dc_vars(dc, tmp_path, checkout_workspace='', checkout_access_token=REPOSITORY,
+                        checkout_repositories=[{'repository': 'FLEET/lib'}])
+    run = run_role(playbook, tmp_path, variables)
     assert run.returncode == 0, run.stdout[-6000:]
     assert sorted(heads(tmp_path)) == sorted((host, 'lib') for host in HOSTS)
 
-    other = run_role(playbook, tmp_path, dc_vars(dc, tmp_path, checkout_workspace='', checkout_access_token=REPOSITORY,
-                                                checkout_repositories=[{'repository': 'FLEET/app'}]))
+    variables['checkout_repositories'] = [{'repository': 'FLEET/app'}]
+    other = run_role(playbook, tmp_path, variables)
     assert other.returncode != 0
     assert 'FLEET/app' in other.stdout
     assert 'Traceback' not in other.stdout + other.stderr

@@ -265,7 +265,7 @@ def test_the_same_fields_on_both_flavours(flavor, emulator, dc_emulator, playboo
     assert sorted(repo) == sorted(['full_name', 'slug', 'name', 'uuid', 'workspace', 'project_key', 'is_private', 'mainbranch',
                                    'description', 'language', 'size', 'updated_on', 'clone_url', 'ssh_url', 'html_url'])
     assert repo['full_name'] == full_name
-    assert repo['workspace'] == full_name.split('/')[0]
+    assert repo['workspace'] == full_name.split('/', maxsplit=1)[0]
     assert repo['is_private'] is True and repo['mainbranch'] == 'main'
     assert repo['clone_url'].startswith('https://%s/' % host) and repo['clone_url'].endswith('.git')
     if flavor == 'datacenter':

@@ -201,7 +201,7 @@ def _millis(when):
 
 
 def _person(raw):
-    name, _, email = raw.partition(" <")
+    name, dummy, email = raw.partition(" <")
     return {"name": name, "emailAddress": email.rstrip(">")}
 
 
@@ -468,7 +468,7 @@ class DataCenterApp(EmulatorApp):
             return oauth.dc_token_endpoint(request, self.directory, self.store)
         if endpoint == "authorize":
             return oauth.dc_authorize_endpoint(request, self.directory, self.store)
-        return self._git(request, **values)
+        return self._serve_git(request, **values)
 
     def _routing_error(self, path, error):
         if not path.startswith("/rest/"):
@@ -494,7 +494,7 @@ class DataCenterApp(EmulatorApp):
         # The data file's HTTP access tokens first, then every OAuth token issued, so leak checks find them all.
         return list(self.directory.tokens) + self.store.issued()
 
-    def _git(self, request, key, slug, rest):
+    def _serve_git(self, request, key, slug, rest):
         challenge = Response(b"", status=401, headers={"WWW-Authenticate": BASIC_CHALLENGE}, content_type="text/plain")
         try:
             credential = self.auth.authenticate(request)
