@@ -93,7 +93,11 @@ def safe_url(url):
                 value = REDACTED
             pairs.append('%s=%s' % (name, value))
         query = '&'.join(pairs)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ''))
+    path = parts.path
+    if '@' in path and not parts.netloc:
+        # A malformed URL (https:/user:token@host) parses with the userinfo in its path: drop it there too.
+        path = '/' + path.rpartition('@')[2]
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ''))
 
 
 CLOUD = 'cloud'

@@ -361,6 +361,9 @@ def open_private_directory(path, create=True, label=TOKEN_CACHE):
     names = [name for name in path.split(os.sep) if name]
     if not names:
         raise CacheError('the %s directory must not be /; set %s to a directory of your own' % label)
+    if '\0' in path:
+        # The operating system cannot take such a path; say so instead of failing inside os.open().
+        raise CacheError('the %s path %r contains a NUL character; set %s to a real directory' % (label[0], path, label[1]))
     euid = os.geteuid()
     fd = os.open(os.sep, _DIR_FLAGS)
     current = ''

@@ -91,6 +91,11 @@ def test_safe_url_removes_userinfo_and_secret_query_values():
     assert 'q=name ~ "a"' in shown
 
 
+@pytest.mark.parametrize('url', ['https:/x-token-auth:hunter2@127.0.0.1:8443', 'https:x-token-auth:hunter2@host/x.git'])
+def test_safe_url_removes_userinfo_from_urls_too_malformed_to_have_a_host(url):
+    assert 'hunter2' not in safe_url(url)
+
+
 def test_safe_url_leaves_plain_urls_alone():
     url = 'https://api.bitbucket.org/2.0/repositories/acme/api'
     assert safe_url(url) == url

@@ -502,3 +502,9 @@ def test_missing_parents_and_the_leaf_are_created_private_whatever_the_umask(tmp
     for path in (cache.path, cache.lock_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
     assert stat.S_IMODE(os.stat(str(tmp_path)).st_mode) == parent_mode  # what existed is left alone
+
+
+def test_a_nul_character_in_the_cache_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(CacheError, match='contains a NUL character; set cache_dir'):
+        cache_at(str(tmp_path) + '/to\0kens').open_directory()
+    assert os.listdir(str(tmp_path)) == []
