@@ -96,7 +96,8 @@ options:
         Data Center REST API root (C(https://HOST/CONTEXT/rest/api/1.0)), the token endpoint of that instance,
         C(https://HOST/CONTEXT/rest/oauth2/latest/token).
       - A URL whose path ends in C(/rest/oauth2/latest/token) or C(/rest/oauth2/1.0/token) is a Data Center token
-        endpoint, whatever O(api_url) says; any other URL is treated as Bitbucket Cloud's.
+        endpoint, whatever O(api_url) says; so is any URL when O(api_url) is a Data Center REST API root (a token
+        endpoint behind a proxy path). Any other URL is treated as Bitbucket Cloud's.
     type: str
   cache:
     description:
@@ -223,9 +224,9 @@ options:
 options:
   api_url:
     description:
-      - Used only when O(token_url) is not set, to find the token endpoint. A Bitbucket Data Center REST API root
-        (C(https://HOST/CONTEXT/rest/api/1.0) or C(/rest/api/latest)) makes the token endpoint
-        C(https://HOST/CONTEXT/rest/oauth2/latest/token); any other value leaves it at Bitbucket Cloud's.
+      - Used only to find the token endpoint and its flavour. A Bitbucket Data Center REST API root
+        (C(https://HOST/CONTEXT/rest/api/1.0) or C(/rest/api/latest)) makes O(token_url) a Data Center endpoint,
+        by default C(https://HOST/CONTEXT/rest/oauth2/latest/token); any other value leaves it at Bitbucket Cloud's.
       - Accepted for C(module_defaults) of the action group too, so a Data Center O(api_url) set there serves
         this module as well.
     type: str

@@ -264,6 +264,9 @@ class BitbucketClient(object):
     def __init__(self, http, api_url, auth, retry=None, max_workers=MAX_PARALLEL_PAGES):
         self.http = http
         self.api_url = validate_url('api_url', api_url).rstrip('/')
+        if '?' in self.api_url:
+            # Request paths are appended to api_url; a query there would swallow them.
+            raise ValidationError("api_url must not contain a query string, got '%s'" % safe_url(self.api_url))
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self.max_workers = max_workers

@@ -15,7 +15,7 @@ import os
 import threading
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import CacheError, ValidationError
-from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import has_control_chars, validate_url
+from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import DATACENTER, api_flavor, has_control_chars, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
     CONSUMER,
     GRANT_TYPES,
@@ -128,7 +128,12 @@ def resolve_credentials(params, environ=None, allowed=('access_token', 'client_c
         chosen = explicit[0]
     else:
         chosen = None
-        for name, options in groups:
+        # On Data Center a consumer's id and secret in the environment (kept for the authorize playbook)
+        # cannot authenticate an API call: they must not hide a token or a username/password set beside them.
+        from_environment = [(name, options) for name, options in groups
+                            if not (name == 'client_credentials' and api_flavor(params.get('api_url')) == DATACENTER
+                                    and len(groups) > 1)]
+        for name, options in from_environment + [group for group in groups if group not in from_environment]:
             if any(environ.get(ENV_VARS[option]) for option in options):
                 chosen = name
                 break

@@ -84,16 +84,20 @@ def token_endpoint(token_url=None, api_url=None):
     """(token URL, flavour) of the token endpoint the options name: the one place that decides.
 
     The endpoint is Data Center's when token_url's path is its OAuth 2.0 token path, or when
-    token_url is not set and api_url is a Data Center REST root; token_url then defaults to
+    api_url is a Data Center REST root; without token_url it is then
     <base>/rest/oauth2/latest/token. Otherwise it is Bitbucket Cloud's, by default its public URL.
     """
+    datacenter_api = api_flavor(api_url) == DATACENTER
     if token_url:
         try:
             path = urlsplit(token_url.strip()).path if isinstance(token_url, str) else ''
         except ValueError:
             path = ''  # validate_url() gives the clear error later
-        return token_url, DATACENTER if _DATACENTER_TOKEN_RE.search(path) else CLOUD
-    if api_flavor(api_url) == DATACENTER:
+        # A token URL behind a proxy path still belongs to the Data Center that api_url names.
+        return token_url, DATACENTER if _DATACENTER_TOKEN_RE.search(path) or datacenter_api else CLOUD
+    if datacenter_api:
+        # The derived URL is only as good as api_url: name that option when it is wrong.
+        validate_url('api_url', api_url)
         return datacenter_base(api_url) + DATACENTER_TOKEN_PATH, DATACENTER
     return DEFAULT_TOKEN_URL, CLOUD
 

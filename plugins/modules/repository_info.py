@@ -188,7 +188,9 @@ repositories:
     clone_url:
       description:
         - HTTPS clone URL without credentials. Bitbucket puts the caller's user name in it; the module removes it.
-        - Feed it to the C(codeferry.bitbucket.token_url) filter or the C(codeferry.bitbucket.checkout) role.
+        - Feed it to M(codeferry.bitbucket.git_checkout) or the C(codeferry.bitbucket.checkout) role. On Bitbucket Cloud,
+          the C(codeferry.bitbucket.token_url) filter also takes it; on Data Center a project or repository token cannot
+          be carried in a URL (Bearer only), so use C(git_checkout) with C(access_token) there.
       type: str
       sample: https://bitbucket.org/acme/api.git
     ssh_url:

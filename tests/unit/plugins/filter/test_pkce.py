@@ -31,8 +31,8 @@ def test_challenge_is_unpadded_base64url_of_the_sha256(verifier):
 
 
 @pytest.mark.parametrize('verifier, reason', [
-    ('short-Secret-Verifier', 'it has 21 characters'),
-    ('x' * 129, 'it has 129 characters'),
+    ('short-Secret-Verifier', 'got 21 characters'),
+    ('x' * 129, 'got 129 characters'),
     ('secret+verifier/with=base64-chars-0123456789ab', 'a character outside that set'),
     ('secret verifier with a space 0123456789abcdefgh', 'a character outside that set'),
     ('ünïcødé-secret-verifier-0123456789abcdefghijk', 'a character outside that set'),
@@ -46,7 +46,7 @@ def test_bad_verifiers_are_refused_without_quoting_them(verifier, reason):
 
 @pytest.mark.parametrize('value', [None, 42, b'a' * 43])
 def test_non_strings_are_refused(value):
-    with pytest.raises(AnsibleFilterError, match='expects the code verifier as a string'):
+    with pytest.raises(AnsibleFilterError, match='code_verifier must be .* got a '):
         pkce_challenge(value)
 
 

@@ -425,3 +425,9 @@ def test_refs_cloud_only_options_and_bad_workspace():
     with pytest.raises(ValidationError, match='workspace must be a Data Center project key'):
         find_refs(api, 'acme/x', 'deploy', 'branch')
     assert http.calls == []
+
+
+@pytest.mark.parametrize('api', ['https://git.example.com/rest/api/1.0?x=1', 'https://api.example/2.0?page=2'])
+def test_an_api_url_with_a_query_string_is_refused(api):
+    with pytest.raises(ValidationError, match='api_url must not contain a query string'):
+        client(None, api)

@@ -99,9 +99,10 @@ def params(tmp_path, **overrides):
     (DC_TOKEN_URL, None, (DC_TOKEN_URL, 'datacenter')),
     (BASE + '/rest/oauth2/1.0/token', 'https://api.bitbucket.org/2.0', (BASE + '/rest/oauth2/1.0/token', 'datacenter')),
     (DC_TOKEN_URL + '/', None, (DC_TOKEN_URL + '/', 'datacenter')),
-    # An explicit token_url decides, whatever api_url says.
-    ('https://bitbucket.org/site/oauth2/access_token', API_URL, ('https://bitbucket.org/site/oauth2/access_token', 'cloud')),
+    # An explicit token_url is used as it is; with a Data Center api_url it is that instance's (a proxy path).
     ('https://proxy.example.com/rest/oauth2/latest/token/extra', API_URL,
+     ('https://proxy.example.com/rest/oauth2/latest/token/extra', 'datacenter')),
+    ('https://proxy.example.com/rest/oauth2/latest/token/extra', None,
      ('https://proxy.example.com/rest/oauth2/latest/token/extra', 'cloud')),
     (None, BASE + '/rest/api/2.0', (DEFAULT_TOKEN_URL, 'cloud')),
 ])
@@ -349,3 +350,31 @@ def test_code_verifier_is_a_secret_option():
     assert spec['code_verifier'] == {'type': 'str', 'no_log': True}
     assert 'code_verifier' in SECRET_OPTIONS
     assert spec['token_url'].get('default') is None
+
+
+# Review findings: proxy token paths, the option a bad derived URL names, and environment precedence.
+
+DC_API = 'https://git.example.com/bitbucket/rest/api/1.0'
+
+
+def test_a_token_url_behind_a_proxy_path_is_data_center_when_api_url_is():
+    assert token_endpoint('https://sso.example.com/oauth/token', DC_API) == ('https://sso.example.com/oauth/token',
+                                                                             'datacenter')
+    assert token_endpoint('https://sso.example.com/oauth/token', None)[1] == 'cloud'
+
+
+def test_a_bad_data_center_api_url_is_named_as_api_url_not_token_url():
+    with pytest.raises(ValidationError, match='^api_url must be an https:// URL'):
+        token_endpoint(None, 'http://git.example.com/rest/api/1.0')
+
+
+def test_on_data_center_consumer_credentials_in_the_environment_do_not_hide_a_personal_token():
+    from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import resolve_credentials
+    env = {'BITBUCKET_CLIENT_ID': 'id', 'BITBUCKET_CLIENT_SECRET': 's',
+           'BITBUCKET_USERNAME': 'alice', 'BITBUCKET_PASSWORD': 'personal'}
+    assert resolve_credentials({'api_url': DC_API}, env)[0] == 'basic'
+    # On Cloud the documented order stays: client credentials before username/password.
+    assert resolve_credentials({'api_url': 'https://api.bitbucket.org/2.0'}, env)[0] == 'client_credentials'
+    # Alone, they are still chosen, so that the refusal says what to use instead.
+    only = {'BITBUCKET_CLIENT_ID': 'id', 'BITBUCKET_CLIENT_SECRET': 's'}
+    assert resolve_credentials({'api_url': DC_API}, only)[0] == 'client_credentials'
