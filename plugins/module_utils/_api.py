@@ -328,8 +328,16 @@ class BitbucketClient(object):
         items = list(items)
         workers = min(self.max_workers, len(items))
         if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                return list(pool.map(function, items))
+            pool = ThreadPoolExecutor(max_workers=workers)
+            futures = []
+            try:
+                futures.extend(pool.submit(function, item) for item in items)
+                return [future.result() for future in futures]
+            finally:
+                # After the first error the requests not yet sent are dropped: they would only cost rate limit.
+                for future in futures:
+                    future.cancel()
+                pool.shutdown(wait=True)
         return [function(item) for item in items]
 
     def paginate(self, *segments, **params):

@@ -431,3 +431,23 @@ def test_refs_cloud_only_options_and_bad_workspace():
 def test_an_api_url_with_a_query_string_is_refused(api):
     with pytest.raises(ValidationError, match='api_url must not contain a query string'):
         client(None, api)
+
+
+def test_parallel_requests_stop_after_the_first_error():
+    import threading
+    from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
+    calls = []
+    lock = threading.Lock()
+
+    def function(item):
+        with lock:
+            calls.append(item)
+        if item == 0:
+            raise NotFoundError('gone')
+        threading.Event().wait(0.05)
+        return item
+
+    api = BitbucketClient(None, DC, AccessTokenAuth('tok'), max_workers=2)
+    with pytest.raises(NotFoundError):
+        api.parallel(function, range(40))
+    assert len(calls) < 10, calls
