@@ -446,7 +446,9 @@ class GitRunner(object):
         basic = self.header_auth and not self.credential.header_only
         return self.credential.secrets() + ([self.credential.basic()[len('Basic '):]] if basic else [])
 
-    def _env(self, identity, network, extra, origin=None):
+    def _env(self, identity, network, extra, origin=None, url=None, stored=False):
+        """The child's environment; origin and url (the repository's) scope this run's extra headers, the url more
+        narrowly; stored: the checkout holds AUTH_FILE, whose header must not go out beside or instead of ours."""
         env = dict((k, v) for k, v in self.environ.items()
                    if k not in _DROPPED_ENV and not k.startswith(('GIT_TRACE', 'GIT_CONFIG_KEY_', 'GIT_CONFIG_VALUE_'))
                    and k != 'GIT_CONFIG_COUNT')
@@ -475,14 +477,19 @@ class GitRunner(object):
             # A redirect to another origin would get the credential too (git asks the helper for the new host,
             # and sends extra headers wherever it goes): git follows none.
             config.append(('http.followRedirects', 'false'))
-            if origin:
-                # An empty value empties git's list of extra headers: a header the checkout's own config holds
-                # (AUTH_FILE of an earlier run, maybe an older token) is not sent beside the one of this run.
-                config.append((header_key(origin), ''))
+            # git uses only the most specific http.<url>.extraHeader entries that match: keyed to the repository's
+            # own URL, ours are never passed over for one of the config files (a stale header keyed to that URL).
+            scoped = ('http.%s.extraHeader' % url) if url else header_key(origin) if origin else None
+            bearer = self.credential is not None and self.credential.header_only
+            if scoped and (bearer or stored):
+                # An empty value empties git's list of extra headers: a header the config files hold (AUTH_FILE of
+                # an earlier run, maybe an older token) is not sent beside the one of this run. Other runs keep the
+                # user's own headers, as they always did.
+                config.append((scoped, ''))
             if self.credential is not None and (self.header_auth or self.credential.header_only):
-                if origin:
-                    # Scoped to the origin: git sends it to this server only, whatever else it talks to.
-                    config.append((header_key(origin), 'Authorization: ' + self.credential.git_header()))
+                if scoped:
+                    # Scoped: git sends it to this repository only, whatever else it talks to.
+                    config.append((scoped, 'Authorization: ' + self.credential.git_header()))
                 elif self.credential.header_only:
                     raise CheckoutError('internal error: a Bearer token needs the origin it is for')
                 else:
@@ -504,17 +511,19 @@ class GitRunner(object):
         env.update(extra or {})
         return env
 
-    def run(self, args, cwd, identity=None, network=False, check=True, env=None, what=None, origin=None):
+    def run(self, args, cwd, identity=None, network=False, check=True, env=None, what=None, origin=None, url=None):
         """Run git args in cwd; return (rc, stdout, stderr) as text.
 
-        network: the command talks to the git server at origin (scheme://host[:port]), with the credential."""
+        network: the command talks to the git server at origin (scheme://host[:port]), for the repository at url,
+        with the credential."""
         if not self.executable:
             raise CheckoutError('git is not installed on this host (or not on PATH); install git, or use method=archive')
         preexec = None
         if identity is not None and identity.differs():
             preexec = _drop_privileges(identity)
         try:
-            proc = subprocess.run([self.executable] + list(args), cwd=cwd, env=self._env(identity, network, env, origin),
+            child_env = self._env(identity, network, env, origin, url, network and _holds_auth_file(cwd))
+            proc = subprocess.run([self.executable] + list(args), cwd=cwd, env=child_env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   preexec_fn=preexec, check=False)
         except OSError as exc:
@@ -527,6 +536,12 @@ class GitRunner(object):
 
     def out(self, args, cwd, identity=None, **kwargs):
         return self.run(args, cwd, identity, **kwargs)[1]
+
+
+def _holds_auth_file(cwd):
+    """Whether the repository at cwd (work tree or bare) holds AUTH_FILE, which its config may include."""
+    git_dir = os.path.join(cwd, '.git')
+    return os.path.exists(os.path.join(git_dir if os.path.isdir(git_dir) else cwd, AUTH_FILE))
 
 
 def _drop_privileges(identity):
@@ -994,7 +1009,7 @@ class GitCheckout(object):
             elif not spec.commit:
                 refspecs.append('HEAD')
             rc, dummy, err = self.git.run(base + ['origin'] + refspecs, cwd, self.identity, network=True, check=False,
-                                          origin=spec.base)
+                                          origin=spec.base, url=spec.url)
             if rc == 0:
                 break
             last = err
@@ -1004,7 +1019,7 @@ class GitCheckout(object):
                 # Some servers only serve commits by their refs: fetch those and look for the commit there.
                 refspecs = refspecs[1:] or ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']
                 rc, dummy, err = self.git.run(base[:4] + ['origin'] + refspecs, cwd, self.identity, network=True,
-                                              check=False, origin=spec.base)
+                                              check=False, origin=spec.base, url=spec.url)
                 if rc == 0:
                     break
             raise self._fetch_error(err)
@@ -1092,8 +1107,14 @@ class GitCheckout(object):
             return CheckoutError('commit %s does not exist in %s (or no branch or tag reaches it)' % (spec.commit, spec.url))
         if 'authentication failed' in lowered or 'could not read username' in lowered or 'http 401' in lowered \
                 or 'http 403' in lowered or ' 403' in lowered:
-            return CheckoutError('%s refused the credentials (wrong or expired token, or no read access to the repository): %s'
-                                 % (spec.url, _last_lines(err)))
+            hint = ''
+            credential = self.git.credential
+            if self.options.get('flavor', CLOUD) == CLOUD and credential is not None and credential.kind == 'token' \
+                    and '/scm/' in urlsplit(spec.url).path:
+                # A Cloud token goes as x-token-auth, which Data Center refuses with a bare 401.
+                hint = "; the URL looks like Bitbucket Data Center's (/scm/): set flavor: datacenter"
+            return CheckoutError('%s refused the credentials (wrong or expired token, or no read access to the repository)%s: %s'
+                                 % (spec.url, hint, _last_lines(err)))
         if 'not found' in lowered and 'remote ref' not in lowered:
             return CheckoutError('%s: repository not found, or these credentials cannot read it: %s' % (spec.url, _last_lines(err)))
         return GitError('git fetch from %s failed: %s' % (spec.url, _last_lines(err) or 'no output'), err)

@@ -137,7 +137,7 @@ options:
         and the module fetches from that file, which is removed afterwards. A host that is at the commit gets nothing.
         A new host gets the whole history, or O(repositories[].depth) commits of it.
       - The controller's fetch sends the credential with its first request, as an C(Authorization) header (C(Basic), or with
-        O(flavor=datacenter) and O(access_token) C(Bearer)) given to git in its environment only and scoped to the repository's origin.
+        O(flavor=datacenter) and O(access_token) C(Bearer)) given to git in its environment only and scoped to the repository's URL.
       - With V(controller) the credential never reaches the host - no store file, no environment variable, no module
         argument - and C(origin) stays the clean URL. O(credential_mode) is ignored (with a warning when it is set to
         V(url) or V(ephemeral)), and a credential an earlier direct run left in a checkout is removed.
@@ -188,8 +188,12 @@ options:
       - V(cloud) - Bitbucket Cloud. O(access_token) goes to git as C(x-token-auth) through the credential helper.
       - V(datacenter) - Bitbucket Data Center (or Server), with clone URLs C(https://host[/context]/scm/<project>/<repository>.git).
         O(access_token) (any HTTP access token - personal, project or repository - or an OAuth access token) goes to git as
-        a C(Bearer) C(Authorization) header through C(http.<origin>.extraHeader), set in the environment of the git process only and scoped
-        to the repository's origin, because Data Center accepts project and repository tokens only that way.
+        a C(Bearer) C(Authorization) header through C(http.<url>.extraHeader), set in the environment of the git process only and scoped
+        to the repository's URL, because Data Center accepts project and repository tokens only that way. That run empties git's
+        list of extra headers for the repository first, so a header from a git config file (an older token) is not sent with it
+        or instead of it. On V(cloud), extra headers of the user's git config are left alone (unless an earlier V(datacenter) run
+        left its C(.git/codeferry-auth.config) in the checkout).
+      - A refused O(access_token) with V(cloud) and a URL containing C(/scm/) fails with a hint to set V(datacenter).
         O(username) and O(password) (a personal access token, or the password) go as C(Basic) through the credential helper, as on Cloud.
       - The C(checkout) role sets it from C(checkout_api_url).
     type: str

@@ -200,7 +200,7 @@ class Mirror(object):
         # Protocol v0: the ref advertisement and the pack, two requests for a mirror of every branch and tag.
         args = ['-c', 'protocol.version=0', 'fetch', '--quiet', '--prune', '--no-tags', '--no-recurse-submodules', 'origin']
         args += refspecs or ['+refs/heads/*:refs/heads/*', '+refs/tags/*:refs/tags/*', '+HEAD:' + HEAD_REF]
-        rc, dummy, err = self.git.run(args, self.path, network=True, check=False, origin=spec.base)
+        rc, dummy, err = self.git.run(args, self.path, network=True, check=False, origin=spec.base, url=spec.url)
         if rc != 0:
             lowered = err.lower()
             if 'authentication failed' in lowered or 'http 401' in lowered or 'http 403' in lowered:

@@ -368,3 +368,14 @@ def test_controller_transport_with_basic_and_a_refused_token(emu, playbook, tmp_
                   access_token=BOB, **dict(options))
     assert refused.results['co']['failed'] is True
     assert 'Traceback' not in refused.output
+
+
+def test_a_data_center_url_with_the_default_flavor_says_to_set_it(emu, playbook, tmp_path):
+    argv = Argv(tmp_path)
+    dest = tmp_path / 'cloud'
+    result = run(playbook, emu, argv, [{'url': url(emu), 'dest': str(dest), 'ref': 'main'}],
+                 access_token=PROJECT, flavor='cloud')
+    co = result.results['co']
+    assert co['failed'] is True and 'Traceback' not in result.output
+    assert "the URL looks like Bitbucket Data Center's (/scm/): set flavor: datacenter" in co['msg']
+    assert not dest.exists()

@@ -104,26 +104,44 @@ def test_the_flavor_decides_the_kind_of_credential():
 
 def test_a_bearer_token_is_a_scoped_extra_header_and_no_helper_answers():
     runner = _git.GitRunner(_git.Credential(None, TOKEN, 'bearer'), environ={'PATH': '/usr/bin'})
-    env = runner._env(None, True, None, 'https://bitbucket.example:8443')
+    repo = 'https://bitbucket.example:8443/scm/ops/deploy.git'
+    env = runner._env(None, True, None, 'https://bitbucket.example:8443', repo)
     config = config_of(env)
-    key = 'http.https://bitbucket.example:8443/.extraHeader'
-    # The reset comes first, then the one header of this run; nothing unscoped.
+    key = 'http.%s.extraHeader' % repo
+    # The reset comes first, then the one header of this run, both keyed to the repository; nothing unscoped.
     assert [c for c in config if 'extraheader' in c[0].lower()] == [(key, ''), (key, 'Authorization: Bearer ' + TOKEN)]
     assert [c for c in config if c[0] == 'credential.helper'] == [('credential.helper', '')]
     assert ('http.followRedirects', 'false') in config
     assert _git.USERNAME_VAR not in env and _git.PASSWORD_VAR not in env
     assert runner.secrets() == [TOKEN]
+    # Without the repository's URL, the origin is the scope.
+    origin_key = 'http.https://bitbucket.example:8443/.extraHeader'
+    assert [c for c in config_of(runner._env(None, True, None, 'https://bitbucket.example:8443')) if 'extraheader' in c[0].lower()] \
+        == [(origin_key, ''), (origin_key, 'Authorization: Bearer ' + TOKEN)]
     # Commands without network get nothing of it.
     assert not any(TOKEN in value for value in runner._env(None, False, None, None).values())
 
 
 def test_basic_on_data_center_stays_with_the_credential_helper():
     runner = _git.GitRunner(_git.Credential('alice', 'dc-personal', 'basic'), environ={'PATH': '/usr/bin'})
-    env = runner._env(None, True, None, 'https://bitbucket.example')
+    repo = 'https://bitbucket.example/scm/ops/deploy.git'
+    env = runner._env(None, True, None, 'https://bitbucket.example', repo)
     config = config_of(env)
     assert ('credential.helper', _git.HELPER) in config
-    assert [c for c in config if 'extraheader' in c[0].lower()] == [('http.https://bitbucket.example/.extraHeader', '')]
+    # No header of its own: the user's headers stay, as on Cloud ...
+    assert [c for c in config if 'extraheader' in c[0].lower()] == []
     assert env[_git.PASSWORD_VAR] == 'dc-personal'
+    # ... unless the checkout holds the AUTH_FILE of an earlier Bearer run: then no header goes at all.
+    config = config_of(runner._env(None, True, None, 'https://bitbucket.example', repo, True))
+    assert [c for c in config if 'extraheader' in c[0].lower()] == [('http.%s.extraHeader' % repo, '')]
+
+
+@pytest.mark.parametrize('credential', [_git.Credential(_git.TOKEN_USERNAME, TOKEN, 'token'),
+                                        _git.Credential('alice', 'app-password', 'basic'), None])
+def test_a_cloud_run_sets_no_extra_header(credential):
+    runner = _git.GitRunner(credential, environ={'PATH': '/usr/bin'})
+    env = runner._env(None, True, None, 'https://bitbucket.org', 'https://bitbucket.org/acme/api.git')
+    assert not [key for key in env if key.startswith('GIT_CONFIG_KEY_') and 'extraheader' in env[key].lower()]
 
 
 def test_the_controller_header_is_scoped_when_the_origin_is_known():
@@ -169,6 +187,47 @@ def test_real_git_sends_one_bearer_header_to_the_origin_only_and_never_on_a_comm
     runner.run(['ls-remote', other.base + '/scm/ops/deploy.git'], str(repo), network=True, check=False, origin=one.base)
     assert other.requests
     assert all('Bearer' not in header for r in other.requests for header in r['authorization'])
+
+
+@pytest.mark.parametrize('where', ['local', 'global'])
+def test_a_stale_header_keyed_to_the_repository_url_does_not_win(servers, tmp_path, where):
+    """git takes only the most specific http.<url>.extraHeader entries: ours are keyed to the repository's URL."""
+    one = servers[0]
+    repo = tmp_path / 'repo'
+    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
+    environ = clean_environ(tmp_path)
+    remote = one.base + '/scm/ops/deploy.git'
+    place = ['--global'] if where == 'global' else ['--local']
+    for key in ('http.%s.extraHeader' % remote, 'http.%s/.extraHeader' % remote):
+        subprocess.run(['git', 'config'] + place + ['--add', key, 'Authorization: Bearer stale-token-0123'], cwd=str(repo),
+                       env=environ, check=True)
+    runner = _git.GitRunner(_git.Credential(None, TOKEN, 'bearer'), environ=environ)
+    rc, dummy, dummy = runner.run(['ls-remote', remote], str(repo), network=True, check=False, origin=one.base, url=remote)
+    assert rc != 0 and one.requests
+    assert [r['authorization'] for r in one.requests] == [['Bearer ' + TOKEN]] * len(one.requests)
+
+
+def test_a_cloud_run_keeps_the_users_own_headers_and_drops_a_stored_bearer(servers, tmp_path):
+    one = servers[0]
+    repo = tmp_path / 'repo'
+    subprocess.run(['git', 'init', '-q', str(repo)], check=True)
+    environ = clean_environ(tmp_path)
+    subprocess.run(['git', 'config', '--global', 'http.extraHeader', 'Authorization: Basic dXNlcjpvd24='], env=environ, check=True)
+    remote = one.base + '/acme/api.git'
+    runner = _git.GitRunner(_git.Credential(_git.TOKEN_USERNAME, TOKEN, 'token'), environ=environ)
+
+    def headers():
+        del one.requests[:]
+        runner.run(['ls-remote', remote], str(repo), network=True, check=False, origin=one.base, url=remote)
+        assert one.requests
+        return sorted(set(header for r in one.requests for header in r['authorization']))
+
+    # Cloud, as before Data Center support: the user's unscoped header goes out.
+    assert headers() == ['Basic dXNlcjpvd24=']
+    # A checkout an earlier Bearer run left its AUTH_FILE in: neither that older token nor any other header goes out.
+    (repo / '.git' / _git.AUTH_FILE).write_text(_git.Credential(None, 'older-token-0123', 'bearer').auth_config(one.base))
+    subprocess.run(['git', 'config', 'include.path', _git.AUTH_FILE], cwd=str(repo), env=environ, check=True)
+    assert headers() == []
 
 
 def test_the_auth_file_is_what_git_reads_for_that_origin_only(tmp_path):
@@ -234,3 +293,28 @@ def test_the_archive_checkout_uses_the_flavor():
 
 def test_flavor_is_in_the_shared_argument_spec():
     assert _git.ARGUMENT_SPEC['flavor'] == {'type': 'str', 'default': 'cloud', 'choices': ['cloud', 'datacenter']}
+
+
+# ---------------------------------------------------------------- the failure message
+
+
+REFUSED = "remote: Unauthorized\nfatal: Authentication failed for 'https://bb.example/scm/ops/deploy.git/'\n"
+
+
+@pytest.mark.parametrize('url, params, hinted', [
+    ('https://bb.example/scm/ops/deploy.git', {'access_token': TOKEN}, True),
+    ('https://bb.example/ctx/scm/ops/deploy.git', {'access_token': TOKEN, 'flavor': 'cloud'}, True),
+    ('https://bb.example/scm/ops/deploy.git', {'access_token': TOKEN, 'flavor': 'datacenter'}, False),
+    ('https://bb.example/scm/ops/deploy.git', {'username': 'alice', 'password': 'dc-personal'}, False),
+    ('https://bitbucket.org/acme/api.git', {'access_token': TOKEN}, False),
+])
+def test_a_refused_cloud_token_on_a_data_center_url_says_to_set_the_flavor(url, params, hinted):
+    spec = _git.RepoSpec({'url': url, 'dest': '/tmp/x', 'ref': 'main'})
+    options = {'uid': -1, 'gid': -1, 'check_mode': False, 'flavor': params.get('flavor', 'cloud')}
+    checkout = _git.GitCheckout(spec, options, _git.GitRunner(_git.Credential.from_params(params)))
+    message = str(checkout._fetch_error(REFUSED))
+    assert 'refused the credentials' in message
+    hint = "the URL looks like Bitbucket Data Center's (/scm/): set flavor: datacenter"
+    assert (hint in message) is hinted
+    # Only an authentication failure gets it.
+    assert hint not in str(checkout._fetch_error("fatal: unable to access '%s': Could not resolve host: bb.example\n" % url))
