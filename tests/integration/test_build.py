@@ -27,7 +27,7 @@ def test_built_collection_installs_and_documents_every_plugin(tmp_path):
     subprocess.run([os.path.join(BIN_DIR, 'ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(collections),
                     str(tmp_path / artifact)], env=env, check=True, capture_output=True, text=True)
     for plugin_type, expected in (('module', {'oauth_token', 'repository_info', 'ref_info', 'oauth_callback', 'git_checkout'}),
-                                  ('lookup', {'oauth_token'}), ('filter', {'token_url', 'redact_url'})):
+                                  ('lookup', {'oauth_token'}), ('filter', {'token_url', 'redact_url', 'pkce_challenge'})):
         listing = subprocess.run([os.path.join(BIN_DIR, 'ansible-doc'), '-t', plugin_type, '-l', 'codeferry.bitbucket'],
                                  env=env, check=True, capture_output=True, text=True).stdout
         found = {line.split()[0].rsplit('.', 1)[1] for line in listing.splitlines() if line.startswith('codeferry.bitbucket.')}
