@@ -115,6 +115,20 @@ EXAMPLES = r'''
   no_log: true
   register: user_token
 
+- name: Bitbucket Data Center, exchange an authorization code with the PKCE verifier its challenge came from
+  codeferry.bitbucket.oauth_token:
+    grant_type: authorization_code
+    api_url: https://bitbucket.example.com/rest/api/1.0
+    client_id: "{{ bitbucket_client_id }}"
+    client_secret: "{{ bitbucket_client_secret }}"
+    code: "{{ callback.code }}"
+    code_verifier: "{{ pkce_verifier }}"
+    redirect_uri: http://127.0.0.1:8976/callback
+  delegate_to: localhost
+  run_once: true
+  no_log: true
+  register: user_token
+
 - name: Share connection and credential options with every module of the collection
   module_defaults:
     group/codeferry.bitbucket.bitbucket:
