@@ -8,7 +8,7 @@ APT_PACKAGES := git curl ca-certificates python3-venv
 COLLECTION_ROOT := .build/ansible_collections/codeferry/bitbucket
 PYTEST_FLAGS ?=
 
-.PHONY: help venv system-packages demo test test-emulator test-unit test-property test-integration test-drill test-compat sanity lint changelog-lint changelog bench drill mutate clean
+.PHONY: help venv system-packages demo test test-emulator test-unit test-property test-integration test-drill test-ee test-awx test-compat sanity lint changelog-lint changelog bench drill mutate clean
 
 help:
 	@echo "make demo   run the checkout role against the emulator onto three local hosts, cold then warm"
@@ -43,7 +43,7 @@ venv: system-packages $(VENV)/.stamp
 demo: venv
 	$(BIN)/python tests/emulator/demo.py
 
-test: venv test-emulator test-unit test-property test-integration test-drill test-compat sanity lint changelog-lint molecule
+test: venv test-emulator test-unit test-property test-integration test-drill test-ee test-awx test-compat sanity lint changelog-lint molecule
 
 test-emulator: venv
 	$(BIN)/pytest $(PYTEST_FLAGS) tests/emulator/tests
@@ -68,6 +68,16 @@ test-drill: venv
 
 drill: venv
 	$(BIN)/python tests/drills/run.py
+
+# The execution environment (extensions/ee, meta/execution-environment.yml): ansible-builder create and
+# introspect, offline. Building the image needs a registry; docs/awx.md gives the command.
+test-ee: venv
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/ee
+
+# The collection as AWX/AAP runs it: ansible-runner jobs (private data dirs laid out as AWX lays them out,
+# the credential type's injected environment) against the emulator.
+test-awx: venv
+	$(BIN)/pytest $(PYTEST_FLAGS) tests/awx
 
 # meta/runtime.yml requires ansible-core >=2.17.0,<2.20. The main venv has 2.19; the unit and
 # integration suites also run on the newest 2.17 and 2.18, each in a venv of its own (.venv-core-<version>).

@@ -18,6 +18,8 @@ options:
         V(https://bitbucket.example.com/rest/api/1.0), is a Data Center instance, and the module talks to it as
         Data Center. Any other URL is Bitbucket Cloud; change it on Cloud only for a test double such as the
         bundled emulator.
+      - If not set, the environment variable E(BITBUCKET_API_URL) is used (an empty one counts as not set),
+        else V(https://api.bitbucket.org/2.0).
     type: str
     default: https://api.bitbucket.org/2.0
   access_token:
@@ -92,7 +94,8 @@ options:
   token_url:
     description:
       - OAuth 2.0 token endpoint.
-      - If not set, Bitbucket Cloud's V(https://bitbucket.org/site/oauth2/access_token); or, when O(api_url) is a
+      - If not set, the environment variable E(BITBUCKET_TOKEN_URL) is used (an empty one counts as not set).
+      - If neither is set, Bitbucket Cloud's V(https://bitbucket.org/site/oauth2/access_token); or, when O(api_url) is a
         Data Center REST API root (C(https://HOST/CONTEXT/rest/api/1.0)), the token endpoint of that instance,
         C(https://HOST/CONTEXT/rest/oauth2/latest/token).
       - A URL whose path ends in C(/rest/oauth2/latest/token) or C(/rest/oauth2/1.0/token) is a Data Center token
@@ -147,6 +150,9 @@ options:
   client_secret:
     env:
       - name: BITBUCKET_CLIENT_SECRET
+  token_url:
+    env:
+      - name: BITBUCKET_TOKEN_URL
   cache_dir:
     env:
       - name: BITBUCKET_TOKEN_CACHE_DIR
@@ -229,6 +235,8 @@ options:
         by default C(https://HOST/CONTEXT/rest/oauth2/latest/token); any other value leaves it at Bitbucket Cloud's.
       - Accepted for C(module_defaults) of the action group too, so a Data Center O(api_url) set there serves
         this module as well.
+      - If not set, the environment variable E(BITBUCKET_API_URL) is used (an empty one counts as not set),
+        else V(https://api.bitbucket.org/2.0).
     type: str
     default: https://api.bitbucket.org/2.0
   access_token:

@@ -29,8 +29,11 @@ options:
     description:
       - Used only when O(token_url) is not set, to find the token endpoint. A Bitbucket Data Center REST API root
         (C(https://HOST/CONTEXT/rest/api/1.0) or C(/rest/api/latest)) makes the token endpoint
-        C(https://HOST/CONTEXT/rest/oauth2/latest/token); if not set, or any other value, it is Bitbucket Cloud's.
+        C(https://HOST/CONTEXT/rest/oauth2/latest/token); any other value, or none, leaves it Bitbucket Cloud's.
+      - If not set, the environment variable E(BITBUCKET_API_URL) is used; an empty one counts as not set.
     type: str
+    env:
+      - name: BITBUCKET_API_URL
 notes:
   - The token is a secret. Use C(no_log=true) on tasks whose arguments or results contain it.
   - Cache warnings (for example a corrupt cache file being replaced) are shown as Ansible warnings.
@@ -82,6 +85,7 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import P
 display = Display()
 
 _SECRETS = ('client_secret', 'refresh_token', 'code', 'code_verifier')
+_URL_OPTIONS = ('api_url', 'token_url')
 
 
 class LookupModule(LookupBase):
@@ -97,6 +101,10 @@ class LookupModule(LookupBase):
         if unknown:
             raise AnsibleError('lookup codeferry.bitbucket.oauth_token: unknown option%s %s; valid options are %s'
                                % ('s' if len(unknown) > 1 else '', ', '.join(unknown), ', '.join(sorted(params))))
+        # An empty BITBUCKET_API_URL or BITBUCKET_TOKEN_URL (AWX renders a blank credential input as "") is unset.
+        for name in _URL_OPTIONS:
+            if isinstance(params.get(name), str) and not params[name].strip():
+                params[name] = None
         secrets = [params[name] for name in _SECRETS if params.get(name)]
         try:
             return [self._token(params, secrets)]

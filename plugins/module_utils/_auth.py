@@ -14,6 +14,8 @@ import base64
 import os
 import threading
 
+from ansible.module_utils.errors import AnsibleFallbackNotFound
+
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._errors import CacheError, ValidationError
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._http import DATACENTER, api_flavor, has_control_chars, validate_url
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._oauth import (
@@ -41,6 +43,11 @@ ENV_VARS = {
     'username': 'BITBUCKET_USERNAME',
     'password': 'BITBUCKET_PASSWORD',
 }
+# URL options that fall back to the environment (an AWX/AAP credential type injects them beside ENV_VARS).
+URL_ENV_VARS = {
+    'api_url': 'BITBUCKET_API_URL',
+    'token_url': 'BITBUCKET_TOKEN_URL',
+}
 SECRET_OPTIONS = ('access_token', 'client_secret', 'password', 'refresh_token', 'code', 'code_verifier')
 
 # Credential groups in order of precedence when only environment variables are set.
@@ -55,6 +62,18 @@ _GROUPS = (
 # Argument specs (mirrored by plugins/doc_fragments/)
 
 
+def env_url_fallback(name, environ=None):
+    """Argument spec fallback: the environment variable `name`, where empty counts as unset.
+
+    Not env_fallback: AWX renders an optional credential input left blank as "", which must leave
+    the option at its default (or, for token_url, derived from api_url) rather than set it to "".
+    """
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None or not value.strip():
+        raise AnsibleFallbackNotFound
+    return value
+
+
 def connection_argument_spec():
     return dict(
         validate_certs=dict(type='bool', default=True),
@@ -66,9 +85,10 @@ def connection_argument_spec():
 def group_argument_spec():
     """The options every module of the action group accepts, so that module_defaults can set them once."""
     spec = dict(
-        api_url=dict(type='str', default=DEFAULT_API_URL),
+        # Ansible applies a fallback before the default: an option given in the task or module_defaults wins.
+        api_url=dict(type='str', default=DEFAULT_API_URL, fallback=(env_url_fallback, [URL_ENV_VARS['api_url']])),
         # None: Bitbucket Cloud's, or on Data Center derived from api_url (see _oauth.token_endpoint()).
-        token_url=dict(type='str', no_log=False),
+        token_url=dict(type='str', no_log=False, fallback=(env_url_fallback, [URL_ENV_VARS['token_url']])),
         client_id=dict(type='str', no_log=False),
         client_secret=dict(type='str', no_log=True),
         access_token=dict(type='str', no_log=True),

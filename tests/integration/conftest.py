@@ -76,7 +76,8 @@ class PlaybookRunner:
             'PATH': BIN_DIR + os.pathsep + env.get('PATH', ''),
         })
         for name in ('BITBUCKET_CLIENT_ID', 'BITBUCKET_CLIENT_SECRET', 'BITBUCKET_ACCESS_TOKEN',
-                     'BITBUCKET_USERNAME', 'BITBUCKET_PASSWORD', 'BITBUCKET_TOKEN_CACHE_DIR'):
+                     'BITBUCKET_USERNAME', 'BITBUCKET_PASSWORD', 'BITBUCKET_TOKEN_CACHE_DIR',
+                     'BITBUCKET_API_URL', 'BITBUCKET_TOKEN_URL'):
             env.pop(name, None)
         env.update(extra or {})
         return env

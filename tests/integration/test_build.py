@@ -16,8 +16,10 @@ def test_built_collection_installs_and_documents_every_plugin(tmp_path):
     with tarfile.open(tmp_path / artifact) as archive:
         names = archive.getnames()
     assert 'plugins/modules/oauth_token.py' in names and 'playbooks/authorize.yml' in names
+    # The AWX/AAP credential type: users create it from the installed collection.
+    assert {'extensions/awx/bitbucket_oauth_consumer.json', 'extensions/awx/README.md'} <= set(names)
     shipped_by_mistake = [name for name in names if name.startswith(('tests/emulator', 'tests/integration', 'tests/hostile',
-                                                                     'tests/drills', 'tests/property', 'bench/',
+                                                                     'tests/drills', 'tests/property', 'tests/awx', 'tests/ee', 'bench/',
                                                                      '.venv', '.build', '.ansible', 'mutants'))]
     assert shipped_by_mistake == []
 

@@ -11,6 +11,8 @@ import threading
 import time
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._api import BitbucketClient
 from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import (
@@ -18,7 +20,9 @@ from ansible_collections.codeferry.bitbucket.plugins.module_utils._auth import (
     BasicAuth,
     ClientCredentialsAuth,
     api_argument_spec,
+    DEFAULT_API_URL,
     build_auth,
+    env_url_fallback,
     resolve_credentials,
     token_argument_spec,
 )
@@ -261,6 +265,55 @@ def test_secrets_are_no_log_and_urls_explicitly_not(spec):
             assert option.get('no_log') is True, name
         elif 'token' in name or 'secret' in name or 'pass' in name:
             assert option.get('no_log') is False, name
+
+
+# --- URL options from the environment --------------------------------------------------------
+
+DC_API = 'https://bitbucket.example/rest/api/1.0'
+DC_TOKEN = 'https://bitbucket.example/rest/oauth2/latest/token'
+
+
+def _validated(spec, monkeypatch, environ, **params):
+    """Ansible's own argument validation (fallbacks, then defaults) with only `environ` as BITBUCKET_* variables."""
+    for name in ('BITBUCKET_API_URL', 'BITBUCKET_TOKEN_URL'):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    result = ArgumentSpecValidator(spec).validate(params)
+    assert result.error_messages == []
+    return result.validated_parameters
+
+
+@pytest.mark.parametrize('spec', [api_argument_spec(), token_argument_spec()])
+def test_url_options_fall_back_to_the_environment(spec, monkeypatch):
+    params = _validated(spec, monkeypatch, {'BITBUCKET_API_URL': DC_API, 'BITBUCKET_TOKEN_URL': DC_TOKEN})
+    assert params['api_url'] == DC_API and params['token_url'] == DC_TOKEN
+
+
+@pytest.mark.parametrize('value', ['', '  '])
+@pytest.mark.parametrize('spec', [api_argument_spec(), token_argument_spec()])
+def test_an_empty_url_variable_counts_as_unset(spec, value, monkeypatch):
+    # AWX renders a blank optional credential input as "": the default must still apply.
+    params = _validated(spec, monkeypatch, {'BITBUCKET_API_URL': value, 'BITBUCKET_TOKEN_URL': value})
+    assert params['api_url'] == DEFAULT_API_URL and params['token_url'] is None
+
+
+def test_without_url_variables_the_defaults_apply(monkeypatch):
+    params = _validated(api_argument_spec(), monkeypatch, {})
+    assert params['api_url'] == DEFAULT_API_URL and params['token_url'] is None
+
+
+def test_url_options_given_in_the_task_win_over_the_environment(monkeypatch):
+    params = _validated(api_argument_spec(), monkeypatch, {'BITBUCKET_API_URL': DC_API, 'BITBUCKET_TOKEN_URL': DC_TOKEN},
+                        api_url=API, token_url=TOKEN_URL)
+    assert params['api_url'] == API and params['token_url'] == TOKEN_URL
+
+
+def test_env_url_fallback_reads_the_given_environment():
+    assert env_url_fallback('BITBUCKET_API_URL', {'BITBUCKET_API_URL': DC_API}) == DC_API
+    for environ in ({}, {'BITBUCKET_API_URL': ''}, {'BITBUCKET_API_URL': '\t'}):
+        with pytest.raises(AnsibleFallbackNotFound):
+            env_url_fallback('BITBUCKET_API_URL', environ)
 
 
 # --- repositories and refs -----------------------------------------------------------------
