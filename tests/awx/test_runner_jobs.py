@@ -127,7 +127,11 @@ class Site:
         self.emulator.reset()
         proc = subprocess.run([os.path.join(BIN_DIR, 'ansible-runner'), 'run', pdd, '-p', 'job.yml', '--ident', ident],
                               env=process_env, capture_output=True, text=True, timeout=600, check=False)
-        return Job(pdd, ident, proc, self.emulator.stats()['requests'])
+        job = Job(pdd, ident, proc, self.emulator.stats()['requests'])
+        # The per-job figures, shown with -s or beside a failure.
+        print('%s %s: %d hosts, requests %s, changed %s' % (ident, playbook[0]['name'], len(hosts), job.requests,
+                                                            job.stats.get('changed') if job.events else None))
+        return job
 
     def secrets(self):
         return self.emulator.stats()['tokens'] + [CONSUMER['secret']]

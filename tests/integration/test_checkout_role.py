@@ -32,7 +32,7 @@ def role_vars(emulator, tmp_path, **extra):
     return data
 
 
-def run_role(playbook, tmp_path, variables, serial=None, after=(), verbosity=0, check=False, limit=None):
+def run_role(playbook, tmp_path, variables, serial=None, after=(), verbosity=0, check=False, limit=None, extra_args=(), env=None):
     """A play of the role on HOSTS, each with checkout_root <tmp>/hosts/<host>; `after` runs after the role."""
     play = {'name': 'checkout', 'hosts': 'all', 'gather_facts': False, 'vars': variables,
             'roles': [{'role': 'codeferry.bitbucket.checkout'}], 'tasks': list(after)}
@@ -50,7 +50,8 @@ def run_role(playbook, tmp_path, variables, serial=None, after=(), verbosity=0, 
         argv.append('-' + 'v' * verbosity)
     if check:
         argv += ['--check', '--diff']
-    proc = subprocess.run(argv, env=playbook.env(), cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
+    argv += list(extra_args)
+    proc = subprocess.run(argv, env=playbook.env(env), cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
                           check=False)
     return proc
 
@@ -208,3 +209,39 @@ def test_a_wrong_client_secret_fails_with_the_message(emu, playbook, tmp_path, a
     assert run.returncode != 0
     assert 'unauthorized_client' in run.stdout
     assert_no_secrets(run.stdout + run.stderr, ['wrongSecret0123456789abcdef'])
+
+
+def test_checkout_pin_false_from_the_command_line_lets_each_host_fetch_its_branch(emu, playbook, tmp_path):
+    """-e checkout_pin=false is the string "false": the role reads it as a boolean, and pins nothing."""
+    emu.reset()
+    run = run_role(playbook, tmp_path, role_vars(emu, tmp_path), extra_args=['-e', 'checkout_pin=false'])
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    # The listing alone: no ref lookup per repository.
+    assert emu.stats()['requests']['api'] == 1, emu.stats()['requests']
+    for (host, slug), commit in heads(tmp_path).items():
+        assert commit == upstream(emu, slug), (host, slug)
+
+
+def test_role_variables_win_over_the_environment_and_the_environment_serves_alone(emu, playbook, tmp_path):
+    """An AWX credential injects BITBUCKET_*: role variables that are set still decide; with none set, the environment does."""
+    wrong = {'BITBUCKET_CLIENT_ID': 'someOtherKey0000000', 'BITBUCKET_CLIENT_SECRET': 'someOtherSecret', 'BITBUCKET_API_URL':
+             'https://127.0.0.1:9/2.0', 'BITBUCKET_TOKEN_URL': 'https://127.0.0.1:9/site/oauth2/access_token'}
+    emu.reset()
+    run = run_role(playbook, tmp_path, role_vars(emu, tmp_path), env=wrong)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    assert emu.stats()['requests']['token'] == 1
+
+    injected = {'BITBUCKET_CLIENT_ID': CONSUMER['key'], 'BITBUCKET_CLIENT_SECRET': CONSUMER['secret'],
+                'BITBUCKET_API_URL': emu.api_url, 'BITBUCKET_TOKEN_URL': emu.token_url}
+    alone = role_vars(emu, tmp_path, checkout_token_cache_dir=str(tmp_path / 'cache-2'))
+    for name in ('checkout_client_id', 'checkout_client_secret', 'checkout_api_url', 'checkout_token_url'):
+        del alone[name]
+    emu.reset()
+    run = run_role(playbook, tmp_path, alone, env=injected)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    assert emu.stats()['requests']['token'] == 1 and emu.stats()['requests']['git'] == 0, emu.stats()['requests']
+    assert all(counts['changed'] == '0' for counts in recap(run.stdout).values()), recap(run.stdout)
+
+    run = run_role(playbook, tmp_path, alone)
+    assert run.returncode != 0
+    assert 'from the environment: none' in run.stdout, run.stdout[-3000:]
